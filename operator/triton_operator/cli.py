@@ -1,0 +1,114 @@
+"""The ``triton-operator`` command: run the operator, print the CRD, render manifests offline, run a local cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from triton_operator.api.crd import render_yaml
+from triton_operator.render import render_manifests
+
+DEFAULT_METRICS_PORT = 8080
+DEFAULT_HEALTH_PORT = 8081
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+    from prometheus_client import start_http_server
+
+    import triton_operator.handlers  # noqa: F401  (registers the kopf handlers)
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    memo = kopf.Memo(kubeconfig=args.kubeconfig, workers=args.workers, api_concurrency=args.api_concurrency)
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+            memo=memo,
+        )
+    )
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    text = render_yaml()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+    try:
+        sys.stdout.write(render_manifests(text))
+    except ValidationError as error:
+        print(f"error: {args.filename} is not a valid InferenceService:\n{error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from triton_operator.devmode import dev_down, dev_up
+
+    if args.action == "up":
+        return dev_up(example=Path(args.example) if args.example else None)
+    return dev_down()
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="triton-operator", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator (kubeconfig or in-cluster)")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
+    run.add_argument("--workers", type=int, default=8, help="concurrent reconciles (default 8)")
+    run.add_argument("--api-concurrency", type=int, default=8, help="concurrent Kubernetes API requests (default 8)")
+    run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="Prometheus metrics port, 0 to disable")
+    run.add_argument("--health-port", type=int, default=DEFAULT_HEALTH_PORT, help="liveness endpoint port, 0 to disable")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+
+    crds = commands.add_parser("crds", help="print the CustomResourceDefinition generated from the API models")
+    crds.add_argument("-o", "--output", help="write to this file instead of stdout")
+    crds.set_defaults(func=_crds)
+
+    render = commands.add_parser("render", help="print exactly what would be applied for InferenceServices, offline")
+    render.add_argument("-f", "--filename", required=True, help="manifest file with InferenceServices, or - for stdin")
+    render.set_defaults(func=_render)
+
+    dev = commands.add_parser("dev", help="a local cluster: control plane, fake GPU nodes and the operator")
+    dev.add_argument("action", choices=["up", "down"])
+    dev.add_argument(
+        "--example",
+        default="examples/quickstart.yaml",
+        help="InferenceService to apply and wait for after `up` (default examples/quickstart.yaml; '' for none)",
+    )
+    dev.set_defaults(func=_dev)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

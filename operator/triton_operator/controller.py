@@ -1,0 +1,104 @@
+"""The controller: watch events in, reconciles out, through a de-duplicating queue and a few workers.
+
+No thread or task per InferenceService: a fixed number of worker coroutines serve all of them, so the operator's
+footprint depends on how much changes, not on how many services exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from triton_operator.reconciler import Kube, Reconciler, RetryLater
+from triton_operator.resources.children import ChildKind
+from triton_operator.store import Key, Store, key_of, owner_key
+from triton_operator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+RECONCILE_SECONDS = Histogram(
+    "triton_operator_reconcile_duration_seconds",
+    "Time to reconcile one InferenceService.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RECONCILE_ERRORS = Counter("triton_operator_reconcile_errors", "Reconciles that failed and were retried.", ["kind"])
+QUEUE_DEPTH = Gauge("triton_operator_queue_depth", "InferenceServices waiting for or in a reconcile.")
+SERVICES = Gauge("triton_operator_inferenceservices", "InferenceServices the operator watches.")
+
+
+class Controller:
+    """Owns the store, the queue and the workers."""
+
+    def __init__(self, kube: Kube, workers: int = 8) -> None:
+        self.store = Store()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.reconciler = Reconciler(kube, self.store)
+        self._worker_count = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        QUEUE_DEPTH.set_function(lambda: len(self.queue))
+        SERVICES.set_function(lambda: len(self.store.services))
+
+    # ---- event intake (called by the kopf handlers) ----
+
+    def on_service_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        if event_type == "DELETED":
+            self.store.drop_service(key_of(body))
+            return
+        self.queue.add(self.store.put_service(body))
+
+    def on_child_event(self, kind: ChildKind, event_type: str | None, body: dict[str, Any]) -> None:
+        owner = owner_key(body)
+        if owner is None:
+            return
+        if event_type == "DELETED":
+            self.store.drop_child(kind, body)
+        else:
+            self.store.put_child(kind, body)
+        self.queue.add(owner)
+
+    def on_pod_event(self, event_type: str | None, body: dict[str, Any]) -> None:
+        owner = owner_key(body)
+        if owner is None:
+            return
+        if event_type == "DELETED":
+            self.store.drop_pod(owner, body)
+        else:
+            self.store.put_pod(owner, body)
+        self.queue.add(owner)
+
+    # ---- workers ----
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self._worker_count)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            started = time.perf_counter()
+            try:
+                await self.reconciler.reconcile(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except RetryLater as problem:
+                RECONCILE_ERRORS.labels("recorded").inc()
+                delay = self.queue.retry_delay(key)
+                log.info("%s/%s: %s; retrying in %.1f s", *key, problem, delay)
+                self.queue.add_after(key, delay)
+            except Exception:
+                RECONCILE_ERRORS.labels("unexpected").inc()
+                delay = self.queue.retry_delay(key)
+                log.exception("%s/%s: reconcile failed; retrying in %.1f s", *key, delay)
+                self.queue.add_after(key, delay)
+            finally:
+                RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                self.queue.done(key)

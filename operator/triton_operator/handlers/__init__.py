@@ -1,0 +1,64 @@
+"""kopf wiring only: watches feed the controller, startup builds it, cleanup stops it.
+
+Every handler here is an ``on.event`` handler: kopf delivers events and nothing else. No handler makes kopf
+patch objects, add finalizers or store progress annotations, so the operator writes only what the reconciler
+decides to write.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from triton_operator.adapters.kube import KubeAdapter, load_kube_config
+from triton_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from triton_operator.controller import Controller
+from triton_operator.resources.children import DEPLOYMENT, PDB, SERVICE, ChildKind
+from triton_operator.resources.meta import MANAGED_BY
+
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False  # events are the reconciler's, on transitions only
+    settings.batching.batch_window = 0.01  # the controller's queue folds bursts; kopf need not wait
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    kube = KubeAdapter(load_kube_config(memo.get("kubeconfig")), concurrency=memo.get("api_concurrency", 8))
+    controller = Controller(kube, workers=memo.get("workers", 8))
+    controller.start()
+    memo["kube"] = kube
+    memo["controller"] = controller
+    logging.getLogger(__name__).info("triton-operator started")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await memo["controller"].stop()
+    memo["kube"].close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def inference_service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].on_service_event(event.get("type"), event["object"])
+
+
+def _child_handler(kind: ChildKind, group: str, version: str, plural: str) -> None:
+    def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["controller"].on_child_event(kind, event.get("type"), event["object"])
+
+    handler.__name__ = f"{plural}_event"
+    kopf.on.event(group, version, plural, labels=MANAGED, id=f"{plural}-event")(handler)
+
+
+_child_handler(DEPLOYMENT, "apps", "v1", "deployments")
+_child_handler(SERVICE, "", "v1", "services")
+_child_handler(PDB, "policy", "v1", "poddisruptionbudgets")
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].on_pod_event(event.get("type"), event["object"])

@@ -1,0 +1,191 @@
+"""Reconcile one InferenceService: build its children, apply what changed, write status if it changed.
+
+Level-based: a reconcile reads only the store (what the watches delivered) and compares with what should be,
+so it does not matter which event triggered it, how many were folded together, or whether the operator
+restarted in between. Writes happen only when something differs, which keeps an idle operator at zero writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kubernetes.dynamic.exceptions import DynamicApiError
+from pydantic import ValidationError
+
+from triton_operator.api.v1alpha1 import InferenceService, Phase
+from triton_operator.policy.observations import NodeObservation
+from triton_operator.policy.status import Observed, ready_condition, reduce_status, status_patch
+from triton_operator.resources.children import CHILD_KINDS, DEPLOYMENT, ChildKind, desired_children
+from triton_operator.resources.meta import Manifest
+from triton_operator.store import Key, Store
+
+log = logging.getLogger(__name__)
+
+NODE_CACHE_SECONDS = 10.0
+WARNING_PHASES = {Phase.SCHEDULING.value, Phase.DEGRADED.value, Phase.FAILED.value}
+
+
+class Kube(Protocol):
+    """The API calls a reconcile makes (``adapters.kube.KubeAdapter`` in production)."""
+
+    async def apply(self, manifest: Manifest) -> dict[str, Any]: ...
+    async def delete(self, kind: ChildKind, namespace: str, name: str) -> None: ...
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
+    async def list_nodes(self) -> list[dict[str, Any]]: ...
+    async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+class RetryLater(Exception):
+    """The reconcile recorded a problem in status and wants to try again after a backoff."""
+
+
+def digest(manifest: Manifest) -> str:
+    """A stable fingerprint of a manifest, to skip applies that would change nothing."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def kind_of(manifest: Manifest) -> ChildKind:
+    return next(k for k in CHILD_KINDS if k.kind == manifest["kind"])
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def api_error_message(error: DynamicApiError) -> str:
+    """The API server's own message (it names the field), without the HTTP noise around it."""
+    try:
+        body = json.loads(error.body)
+        return str(body.get("message") or error.summary())
+    except (TypeError, ValueError):
+        return str(error.summary())
+
+
+@dataclass
+class NodeCache:
+    """Nodes are read only to explain unschedulable pods, and at most every few seconds."""
+
+    nodes: list[NodeObservation] = field(default_factory=list)
+    fetched_at: float = float("-inf")
+
+    async def get(self, kube: Kube) -> list[NodeObservation]:
+        if time.monotonic() - self.fetched_at > NODE_CACHE_SECONDS:
+            self.nodes = [NodeObservation.from_node(n) for n in await kube.list_nodes()]
+            self.fetched_at = time.monotonic()
+        return self.nodes
+
+
+class Reconciler:
+    """Turns the store's view of one InferenceService into API writes."""
+
+    def __init__(self, kube: Kube, store: Store) -> None:
+        self.kube = kube
+        self.store = store
+        self.nodes = NodeCache()
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.store.services.get(key)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return  # gone or going: garbage collection removes the children
+        try:
+            isvc = InferenceService.model_validate(body)
+        except ValidationError as error:
+            # The CRD schema rejects these at admission; an older CRD or a hand-edited one may not.
+            await self._write_status_for_invalid(key, body, error)
+            return
+
+        apply_error = await self._apply_children(key, isvc)
+        await self._write_status(key, isvc, apply_error)
+        if apply_error:
+            raise RetryLater(apply_error)
+
+    async def _apply_children(self, key: Key, isvc: InferenceService) -> str | None:
+        """Apply each child that differs from what is live; delete children that should not exist."""
+        desired = desired_children(isvc)
+        for manifest in desired.present():
+            kind = kind_of(manifest)
+            fingerprint = digest(manifest)
+            if self.store.is_current(key, kind, fingerprint):
+                continue
+            try:
+                result = await self.kube.apply(manifest)
+            except DynamicApiError as error:
+                if error.status in (400, 403, 404, 409, 422):
+                    return f"cannot apply {kind.kind} {isvc.metadata.name}: {api_error_message(error)}"
+                raise
+            self.store.record_applied(key, kind, fingerprint, result)
+        for kind in desired.absent():
+            if self.store.child(kind, key) is not None:
+                await self.kube.delete(kind, *key)
+        return None
+
+    async def _write_status(self, key: Key, isvc: InferenceService, apply_error: str | None) -> None:
+        deployment_record = self.store.child(DEPLOYMENT, key)
+        pods = self.store.pods_of(key)
+        needs_nodes = any(not pod.scheduled and not pod.deleting for pod in pods)
+        observed = Observed(
+            apply_error=apply_error,
+            deployment=deployment_record.deployment if deployment_record else None,
+            pods=pods,
+            nodes=await self.nodes.get(self.kube) if needs_nodes else [],
+        )
+        body = self.store.services[key]
+        previous = body.get("status") or {}
+        new = reduce_status(isvc, observed, previous, now_rfc3339())
+        await self._patch_status(key, body, previous, new)
+
+    async def _write_status_for_invalid(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in error.errors()
+        )
+        message = f"invalid spec: {problems}"
+        previous = body.get("status") or {}
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        old_ready = ready_condition(previous)
+        new = {
+            "observedGeneration": generation,
+            "phase": Phase.FAILED.value,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "InvalidSpec",
+                    "message": message,
+                    "lastTransitionTime": old_ready.get("lastTransitionTime", now_rfc3339())
+                    if old_ready.get("status") == "False"
+                    else now_rfc3339(),
+                    "observedGeneration": generation,
+                }
+            ],
+        }
+        await self._patch_status(key, body, previous, new)
+
+    async def _patch_status(
+        self, key: Key, body: dict[str, Any], previous: dict[str, Any], new: dict[str, Any]
+    ) -> None:
+        patch = status_patch(previous, new)
+        if not patch:
+            return
+        updated = await self.kube.patch_status(key[0], key[1], patch)
+        self.store.put_service(updated)
+        if "phase" in patch or "conditions" in patch:
+            await self._announce(updated, previous, new)
+
+    async def _announce(self, body: dict[str, Any], previous: dict[str, Any], new: dict[str, Any]) -> None:
+        """An Event when the phase or the Ready reason changes, with the reason a user can act on."""
+        before, after = ready_condition(previous), ready_condition(new)
+        if previous.get("phase") == new.get("phase") and before.get("reason") == after.get("reason"):
+            return
+        phase = str(new.get("phase"))
+        event_type = "Warning" if phase in WARNING_PHASES else "Normal"
+        reason = str(after.get("reason") or phase)
+        try:
+            await self.kube.post_event(body, event_type, reason, f"{phase}: {after.get('message', '')}")
+        except DynamicApiError as error:  # an event is informative; losing one must not fail the reconcile
+            log.warning("could not post event %s on %s: %s", reason, (body.get("metadata") or {}).get("name"), error)

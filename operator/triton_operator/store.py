@@ -1,0 +1,156 @@
+"""The operator's in-memory view of the cluster, fed by watch events.
+
+Only what reconciles read is kept: InferenceService bodies, the identity of each child, slim Deployment and
+pod observations. That keeps memory flat with thousands of services and lets a reconcile run without reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from triton_operator.api.v1alpha1 import KIND
+from triton_operator.policy.observations import DeploymentObservation, PodObservation
+from triton_operator.resources.children import DEPLOYMENT, ChildKind
+from triton_operator.resources.meta import INSTANCE_LABEL
+
+Key = tuple[str, str]  # (namespace, name) of an InferenceService
+
+
+def key_of(body: dict[str, Any]) -> Key:
+    """The (namespace, name) of any object."""
+    metadata = body.get("metadata") or {}
+    return metadata.get("namespace", ""), metadata.get("name", "")
+
+
+def _newer(candidate: str, current: str) -> bool:
+    """Whether a resourceVersion is newer. They are opaque by contract but etcd revisions in practice; when they
+    do not parse, the candidate wins (watch order)."""
+    try:
+        return int(candidate) >= int(current)
+    except ValueError:
+        return True
+
+
+def owner_key(body: dict[str, Any]) -> Key | None:
+    """The InferenceService a child or pod belongs to, from its instance label (pods carry no owner reference
+    to it: theirs points at a ReplicaSet)."""
+    metadata = body.get("metadata") or {}
+    name = (metadata.get("labels") or {}).get(INSTANCE_LABEL)
+    return (metadata.get("namespace", ""), name) if name else None
+
+
+@dataclass(frozen=True)
+class ChildRecord:
+    """Identity of one live child, enough to tell whether someone else changed it."""
+
+    uid: str
+    generation: int
+    resource_version: str
+    controlled: bool
+    deployment: DeploymentObservation | None = None
+
+    @classmethod
+    def from_body(cls, kind: ChildKind, body: dict[str, Any]) -> ChildRecord:
+        metadata = body.get("metadata") or {}
+        controlled = any(
+            ref.get("controller") and ref.get("kind") == KIND for ref in metadata.get("ownerReferences") or []
+        )
+        return cls(
+            uid=metadata.get("uid", ""),
+            generation=int(metadata.get("generation") or 0),
+            resource_version=metadata.get("resourceVersion", ""),
+            controlled=controlled,
+            deployment=DeploymentObservation.from_deployment(body) if kind == DEPLOYMENT else None,
+        )
+
+
+@dataclass(frozen=True)
+class AppliedRecord:
+    """What the operator last applied for a child and what the API server answered."""
+
+    digest: str
+    uid: str
+    generation: int
+    resource_version: str
+
+    def still_matches(self, live: ChildRecord | None) -> bool:
+        """True when the live child is the one applied and its spec was not changed since.
+
+        Deployments and disruption budgets bump metadata.generation on spec changes only, so their status
+        updates do not count; kinds without a generation (Services) compare resourceVersions.
+        """
+        if live is None or live.uid != self.uid:
+            return False
+        if self.generation:
+            return live.generation == self.generation
+        return live.resource_version == self.resource_version
+
+
+@dataclass
+class Store:
+    """Everything the watches delivered, indexed by InferenceService."""
+
+    services: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    children: dict[ChildKind, dict[Key, ChildRecord]] = field(default_factory=dict)
+    pods: dict[Key, dict[str, PodObservation]] = field(default_factory=dict)
+    applied: dict[Key, dict[ChildKind, AppliedRecord]] = field(default_factory=dict)
+
+    def put_service(self, body: dict[str, Any]) -> Key:
+        key = key_of(body)
+        current = self.services.get(key)
+        version = (body.get("metadata") or {}).get("resourceVersion", "")
+        if current is None or _newer(version, (current.get("metadata") or {}).get("resourceVersion", "")):
+            self.services[key] = body
+        return key
+
+    def drop_service(self, key: Key) -> None:
+        """The InferenceService is gone; garbage collection removes its children."""
+        self.services.pop(key, None)
+        self.applied.pop(key, None)
+
+    def put_child(self, kind: ChildKind, body: dict[str, Any]) -> None:
+        record = ChildRecord.from_body(kind, body)
+        by_key = self.children.setdefault(kind, {})
+        key = key_of(body)
+        current = by_key.get(key)
+        if current is None or current.uid != record.uid or _newer(record.resource_version, current.resource_version):
+            by_key[key] = record
+
+    def drop_child(self, kind: ChildKind, body: dict[str, Any]) -> None:
+        key = key_of(body)
+        current = self.children.get(kind, {}).get(key)
+        if current and current.uid == (body.get("metadata") or {}).get("uid"):
+            del self.children[kind][key]
+
+    def child(self, kind: ChildKind, key: Key) -> ChildRecord | None:
+        return self.children.get(kind, {}).get(key)
+
+    def put_pod(self, owner: Key, body: dict[str, Any]) -> None:
+        pod = PodObservation.from_pod(body)
+        self.pods.setdefault(owner, {})[pod.name] = pod
+
+    def drop_pod(self, owner: Key, body: dict[str, Any]) -> None:
+        pods = self.pods.get(owner, {})
+        pods.pop((body.get("metadata") or {}).get("name", ""), None)
+        if not pods:
+            self.pods.pop(owner, None)
+
+    def pods_of(self, key: Key) -> list[PodObservation]:
+        return list(self.pods.get(key, {}).values())
+
+    def record_applied(self, key: Key, kind: ChildKind, digest: str, body: dict[str, Any]) -> None:
+        """Remember an apply and its answer (which is also the freshest view of the child)."""
+        metadata = body.get("metadata") or {}
+        self.applied.setdefault(key, {})[kind] = AppliedRecord(
+            digest=digest,
+            uid=metadata.get("uid", ""),
+            generation=int(metadata.get("generation") or 0),
+            resource_version=metadata.get("resourceVersion", ""),
+        )
+        self.put_child(kind, body)
+
+    def is_current(self, key: Key, kind: ChildKind, digest: str) -> bool:
+        """Whether applying ``digest`` again would change nothing: same manifest, child untouched since."""
+        record = self.applied.get(key, {}).get(kind)
+        return record is not None and record.digest == digest and record.still_matches(self.child(kind, key))
