@@ -1,0 +1,93 @@
+"""A small test-side client: apply manifests, read children back, wait for conditions, run kubectl."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from triton_operator.devcluster import LocalCluster
+
+T = TypeVar("T")
+
+ISVC = ("serving.triton-operator.dev/v1alpha1", "InferenceService")
+DEPLOYMENT = ("apps/v1", "Deployment")
+SERVICE = ("v1", "Service")
+PDB = ("policy/v1", "PodDisruptionBudget")
+POD = ("v1", "Pod")
+
+
+def isvc_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """An InferenceService with a model repository and whatever spec fields are given."""
+    return {
+        "apiVersion": ISVC[0],
+        "kind": ISVC[1],
+        "metadata": {"name": name},
+        "spec": {"modelRepository": {"uri": "s3://models/test"}, **spec},
+    }
+
+
+class Kube:
+    """Reads and writes in one test namespace as the cluster admin."""
+
+    def __init__(self, api_client: k8s.ApiClient, cluster: LocalCluster, namespace: str) -> None:
+        self.dynamic = DynamicClient(api_client)
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def resource(self, kind: tuple[str, str]) -> Any:
+        return self.dynamic.resources.get(api_version=kind[0], kind=kind[1])
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        resource = self.resource((manifest["apiVersion"], manifest["kind"]))
+        return dict(resource.create(body=manifest, namespace=self.namespace).to_dict())
+
+    def get(self, kind: tuple[str, str], name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.resource(kind).get(name=name, namespace=self.namespace).to_dict())
+        except NotFoundError:
+            return None
+
+    def list(self, kind: tuple[str, str], selector: str | None = None) -> list[dict[str, Any]]:
+        result = self.resource(kind).get(namespace=self.namespace, label_selector=selector)
+        return [dict(item.to_dict()) for item in result.items]
+
+    def patch(self, kind: tuple[str, str], name: str, body: dict[str, Any], content_type: str = "application/merge-patch+json") -> None:
+        self.resource(kind).patch(name=name, namespace=self.namespace, body=body, content_type=content_type)
+
+    def delete(self, kind: tuple[str, str], name: str) -> None:
+        self.resource(kind).delete(name=name, namespace=self.namespace)
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.cluster.bin_dir / "kubectl"), f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.namespace, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def status(self, name: str) -> dict[str, Any]:
+        return (self.get(ISVC, name) or {}).get("status") or {}
+
+    def condition(self, name: str, type_: str) -> dict[str, Any]:
+        return next((c for c in self.status(name).get("conditions") or [] if c["type"] == type_), {})
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
+    """Poll until ``probe`` returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}")
