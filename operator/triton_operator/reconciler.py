@@ -61,7 +61,7 @@ def now_rfc3339() -> str:
 def api_error_message(error: DynamicApiError) -> str:
     """The API server's own message (it names the field), without the HTTP noise around it."""
     try:
-        body = json.loads(error.body)
+        body = json.loads(error.body or "")
         return str(body.get("message") or error.summary())
     except (TypeError, ValueError):
         return str(error.summary())

@@ -57,7 +57,7 @@ class WorkQueue(Generic[K]):
     def retry_delay(self, key: K) -> float:
         """Exponential backoff for a key that failed: 0.5 s, 1 s, 2 s, ... at most 60 s."""
         self._failures[key] += 1
-        return min(BASE_DELAY_SECONDS * 2 ** (self._failures[key] - 1), MAX_DELAY_SECONDS)
+        return float(min(BASE_DELAY_SECONDS * 2 ** (self._failures[key] - 1), MAX_DELAY_SECONDS))
 
     def forget(self, key: K) -> None:
         """A key succeeded: its next failure starts the backoff afresh."""

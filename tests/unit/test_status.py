@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from triton_operator.policy.observations import DeploymentObservation, NodeObservation, PodObservation
-from triton_operator.policy.status import Observed, reduce_status, status_patch, verdict, with_transition_times
+from triton_operator.policy.status import (
+    Observed,
+    reduce_status,
+    status_patch,
+    verdict,
+    with_transition_times,
+)
 from triton_operator.render import parse_inference_service
 
 A100 = "NVIDIA-A100-SXM4-80GB"

@@ -8,6 +8,7 @@ Every write is counted (``triton_operator_api_writes_total``) so an idle operato
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -92,10 +93,8 @@ class KubeAdapter:
         """Delete a child that should no longer exist; already gone is fine."""
         resource = self._resource(kind.api_version, kind.kind)
         API_WRITES.labels("delete", kind.kind).inc()
-        try:
+        with contextlib.suppress(NotFoundError):
             await self._run(self._dynamic.delete, resource, name=name, namespace=namespace, serializer=_plain)
-        except NotFoundError:
-            pass
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the InferenceService's status subresource; returns the updated object."""

@@ -55,7 +55,7 @@ class PodObservation:
             if scheduled_condition.get("status") == "False" and scheduled_condition.get("reason") == "Unschedulable"
             else None
         )
-        container = next(iter(status.get("containerStatuses") or []), {})
+        container: dict[str, Any] = next(iter(status.get("containerStatuses") or []), {})
         state = container.get("state") or {}
         waiting = state.get("waiting") or {}
         last_terminated = (container.get("lastState") or {}).get("terminated") or {}
