@@ -6,6 +6,7 @@ InferenceService that is Ready) and prints how to use it. The same pieces back t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -105,10 +106,8 @@ class OperatorProcess:
         pid = self.process.pid if self.process else _read_pid(self.pid_file)
         if pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid, self.process):
             time.sleep(0.1)

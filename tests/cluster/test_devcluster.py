@@ -1,7 +1,7 @@
 """The local cluster itself: real control plane, kwok GPU nodes, audit log, and a clean ``down()``.
 
-Everything the cluster tier relies on is checked here once, against the real components, so a failure in another
-cluster test can be told apart from a broken cluster.
+Everything the cluster tier relies on is checked here once, against the real components, so a failure in
+another cluster test can be told apart from a broken cluster.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from kubernetes import client, config
@@ -52,22 +52,37 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
 
 @pytest.fixture(scope="module")
 def api(dev_cluster: LocalCluster) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(dev_cluster.kubeconfig))
+    return new_client(dev_cluster.kubeconfig)
+
+
+def new_client(kubeconfig: Path) -> client.ApiClient:
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+def plain(api: client.ApiClient, obj: object) -> Any:
+    """A client model as the API's JSON (camelCase dicts), which reads without None checks at every level."""
+    return api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
 
 
 def test_fake_nodes_are_ready_with_gpu_labels_capacity_and_taints(api: client.ApiClient) -> None:
-    nodes = {n.metadata.name: n for n in client.CoreV1Api(api).list_node(label_selector="type=kwok").items}
+    listed = plain(api, client.CoreV1Api(api).list_node(label_selector="type=kwok"))
+    nodes: dict[str, dict[str, Any]] = {n["metadata"]["name"]: n for n in listed["items"]}
     gpu = {f"gpu-a100-{i}": A100 for i in range(4)} | {f"gpu-h100-{i}": H100 for i in range(2)}
     assert sorted(nodes) == sorted([*gpu, "cpu-0", "cpu-1"])
     for name, node in nodes.items():
-        ready = [c.status for c in node.status.conditions if c.type == "Ready"]
+        ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
         assert ready == ["True"], name
-        labels = node.metadata.labels
+        labels = node["metadata"]["labels"]
         assert labels["kubernetes.io/hostname"] == name
         assert labels["kubernetes.io/os"] == "linux"
         assert labels["kubernetes.io/arch"] == "amd64"
-        assert node.metadata.annotations["kwok.x-k8s.io/node"] == "fake"
-        taints = [(t.key, t.value, t.effect) for t in node.spec.taints or []]
+        assert labels["type"] == "kwok"
+        assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+        taints = [(t["key"], t.get("value"), t["effect"]) for t in node["spec"].get("taints", [])]
         if name in gpu:
             assert labels[GPU_PRODUCT_LABEL] == gpu[name]
             assert labels["nvidia.com/gpu.count"] == "8"
@@ -77,64 +92,72 @@ def test_fake_nodes_are_ready_with_gpu_labels_capacity_and_taints(api: client.Ap
             assert GPU_PRODUCT_LABEL not in labels
             expected = {"cpu": "32", "memory": "128Gi", "pods": "250"}
             assert taints == []
-        for field in (node.status.allocatable, node.status.capacity):
-            assert {k: v for k, v in field.items() if k in expected} == expected, name
+        for field in ("allocatable", "capacity"):
+            quantities = node["status"][field]
+            assert {k: v for k, v in quantities.items() if k in expected} == expected, (name, field)
             if name not in gpu:
-                assert GPU_RESOURCE not in field
+                assert GPU_RESOURCE not in quantities
 
 
 def test_gpu_deployment_lands_on_the_requested_product_and_becomes_ready(api: client.ApiClient) -> None:
     name = f"h100-{uuid.uuid4().hex[:6]}"
-    container = client.V1Container(
-        name="triton",
-        image="nvcr.io/nvidia/tritonserver:25.01-py3",
-        resources=client.V1ResourceRequirements(limits={GPU_RESOURCE: "2", "cpu": "4", "memory": "16Gi"}),
-    )
-    pod_spec = client.V1PodSpec(
-        containers=[container],
-        node_selector={GPU_PRODUCT_LABEL: H100},
-        tolerations=[client.V1Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],
-    )
-    deployment = client.V1Deployment(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1DeploymentSpec(
-            replicas=1,
-            selector=client.V1LabelSelector(match_labels={"app": name}),
-            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels={"app": name}), spec=pod_spec),
-        ),
-    )
+    deployment: Any = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": {GPU_PRODUCT_LABEL: H100},
+                    "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": "triton",
+                            "image": "nvcr.io/nvidia/tritonserver:25.01-py3",
+                            "resources": {"limits": {GPU_RESOURCE: "2", "cpu": "4", "memory": "16Gi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     apps.create_namespaced_deployment("default", deployment)
     try:
 
-        def ready_pod() -> Any:
-            pods = core.list_namespaced_pod("default", label_selector=f"app={name}").items
-            return next(
-                (
-                    p
-                    for p in pods
-                    if p.status.phase == "Running"
-                    and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-                ),
-                None,
-            )
+        def ready_pod() -> dict[str, Any] | None:
+            pods = plain(api, core.list_namespaced_pod("default", label_selector=f"app={name}"))["items"]
+            for pod in pods:
+                conditions = pod["status"].get("conditions", [])
+                ready = ("Ready", "True") in {(c["type"], c["status"]) for c in conditions}
+                if pod["status"].get("phase") == "Running" and ready:
+                    return dict(pod)
+            return None
 
         pod = wait_for("the pod to be Running and Ready", ready_pod)
-        assert pod.spec.node_name.startswith("gpu-h100-"), pod.spec.node_name
-        assert pod.status.pod_ip.startswith("10.244."), pod.status.pod_ip
+        assert pod["spec"]["nodeName"].startswith("gpu-h100-"), pod["spec"]["nodeName"]
+        assert pod["status"]["podIP"].startswith("10.244."), pod["status"]["podIP"]
         wait_for(
             "the Deployment to count the ready replica",
-            lambda: apps.read_namespaced_deployment_status(name, "default").status.ready_replicas == 1,
+            lambda: (
+                plain(api, apps.read_namespaced_deployment_status(name, "default"))["status"].get(
+                    "readyReplicas"
+                )
+                == 1
+            ),
         )
     finally:
         apps.delete_namespaced_deployment(name, "default")
 
 
 def test_audit_log_records_the_operator_user_only(dev_cluster: LocalCluster, api: client.ApiClient) -> None:
-    operator_api = config.new_client_from_config(config_file=str(dev_cluster.operator_kubeconfig))
+    operator_api = new_client(dev_cluster.operator_kubeconfig)
     name = f"audited-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(operator_api).create_namespaced_config_map(
-        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data={"k": "v"})
+        "default", cast(Any, {"metadata": {"name": name}, "data": {"k": "v"}})
     )
     client.CoreV1Api(api).read_namespaced_config_map(name, "default")  # admin: must not be logged
 
@@ -143,11 +166,7 @@ def test_audit_log_records_the_operator_user_only(dev_cluster: LocalCluster, api
 
     def create_event() -> dict[str, Any] | None:
         return next(
-            (
-                e
-                for e in events()
-                if e["verb"] == "create" and e.get("objectRef", {}).get("name") == name
-            ),
+            (e for e in events() if e["verb"] == "create" and e.get("objectRef", {}).get("name") == name),
             None,
         )
 
@@ -171,7 +190,9 @@ def test_component_that_dies_at_startup_fails_up_with_its_log(
         script.chmod(0o755)
     monkeypatch.setenv("TRITON_OPERATOR_BIN_DIR", str(bin_dir))
     broken = LocalCluster(tmp_path / "state")
-    with pytest.raises(ClusterError, match=r"(?s)etcd exited during startup \(exit code 3\).*broken on purpose"):
+    with pytest.raises(
+        ClusterError, match=r"(?s)etcd exited during startup \(exit code 3\).*broken on purpose"
+    ):
         broken.up()
     assert not broken.is_running()
     broken.down()
@@ -182,7 +203,9 @@ def test_up_is_idempotent_and_down_from_another_process_stops_everything(tmp_pat
     state_dir = tmp_path / "state"
     first = LocalCluster(state_dir, name="lifecycle")
     first.up()
-    records = [ProcessRecord.from_json(p) for p in json.loads((state_dir / "state.json").read_text())["processes"]]
+    records = [
+        ProcessRecord.from_json(p) for p in json.loads((state_dir / "state.json").read_text())["processes"]
+    ]
     assert sorted(r.name for r in records) == sorted(
         ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
     )
