@@ -22,7 +22,7 @@ from triton_operator.devmode import OperatorProcess, free_port, install_crds
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
-    local = LocalCluster(name="pytest")
+    local = LocalCluster(name=os.environ.get("TRITON_OPERATOR_TEST_CLUSTER", "pytest"))
     local.up()
     install_crds(local)
     yield local

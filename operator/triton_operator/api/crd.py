@@ -39,6 +39,8 @@ _KEPT = {
     "pattern",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "required",
 }
 
@@ -112,7 +114,7 @@ def openapi_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object: serving.triton-operator.dev/v1alpha1."},
             "kind": {"type": "string", "description": "Kind of this object: InferenceService."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},  # the API server forbids anything more here
             "spec": {**_schema_of(InferenceServiceSpec), "description": "The desired Triton fleet."},
             "status": {**_schema_of(InferenceServiceStatus), "description": "What the operator observed; written only by it."},
         },

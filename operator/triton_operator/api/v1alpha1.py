@@ -77,10 +77,11 @@ Quantity = Annotated[
     int | str,
     Field(
         json_schema_extra={
+            "maxLength": 64,
             "x-kubernetes-int-or-string": True,
             "x-kubernetes-validations": [
                 cel(
-                    f"type(self) == int || self.matches('{QUANTITY_RE}')",
+                    f"type(self) == int || self.matches(r'{QUANTITY_RE}')",
                     "must be a Kubernetes quantity such as 500m, 2, 4Gi or 1.5",
                 )
             ],
@@ -113,7 +114,7 @@ class ModelRepository(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"self.matches('{MODEL_REPOSITORY_URI_RE}')",
+                    f"self.matches(r'{MODEL_REPOSITORY_URI_RE}')",
                     "spec.modelRepository.uri must be s3://bucket/path, gs://bucket/path, as://account/container/path, "
                     "pvc://<claim>[/<subpath>] (claim: a lowercase DNS label) or an absolute path such as /models",
                 )
@@ -215,10 +216,12 @@ class ResourceRequirements(ApiModel):
     """CPU, memory and other resources for the Triton container."""
 
     requests: dict[str, Quantity] | None = Field(
-        default=None, description="Minimum resources the scheduler reserves, e.g. {cpu: 4, memory: 16Gi}."
+        default=None,
+        max_length=32, description="Minimum resources the scheduler reserves, e.g. {cpu: 4, memory: 16Gi}."
     )
     limits: dict[str, Quantity] | None = Field(
         default=None,
+        max_length=32,
         description="Maximum resources. GPUs come from spec.gpu, not from here.",
     )
 
@@ -246,9 +249,9 @@ class TritonSpec(ApiModel):
     image_pull_secrets: list[SecretReference] | None = Field(
         default=None, description="Secrets for pulling the image from a private registry."
     )
-    args: list[str] | None = Field(
+    args: list[Annotated[str, Field(max_length=1024)]] | None = Field(
         default=None,
-        max_length=128,
+        max_length=64,
         description=(
             "Extra tritonserver flags, e.g. --log-verbose=1. The operator owns "
             f"{_RESERVED_FLAGS_TEXT}; set those through spec.modelRepository and spec.models instead."
@@ -256,7 +259,7 @@ class TritonSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"self.all(a, !a.matches('{_RESERVED_FLAGS_RE}'))",
+                    f"self.all(a, !a.matches(r'{_RESERVED_FLAGS_RE}'))",
                     f"spec.triton.args must not contain {_RESERVED_FLAGS_TEXT}: the operator sets them. Use "
                     "spec.modelRepository.uri for the repository and spec.models for explicit model control",
                 )
@@ -493,8 +496,9 @@ class InferenceServiceSpec(ApiModel):
         default=None,
         description="The PodDisruptionBudget, created when more than one replica may run. Default maxUnavailable 1.",
     )
-    node_selector: dict[str, str] | None = Field(
-        default=None, description="Node labels the pods require, merged with the GPU product label."
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=64, description="Node labels the pods require, merged with the GPU product label."
     )
     tolerations: list[Toleration] | None = Field(
         default=None, description="Taints the pods tolerate, beside the nvidia.com/gpu taint added for GPU pods."

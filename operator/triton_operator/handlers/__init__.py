@@ -21,6 +21,12 @@ from triton_operator.resources.meta import MANAGED_BY
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, the service account; elsewhere $KUBECONFIG or ~/.kube/config (set by `run --kubeconfig`)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # events are the reconciler's, on transitions only
