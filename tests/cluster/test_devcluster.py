@@ -143,10 +143,7 @@ def test_gpu_deployment_lands_on_the_requested_product_and_becomes_ready(api: cl
         wait_for(
             "the Deployment to count the ready replica",
             lambda: (
-                plain(api, apps.read_namespaced_deployment_status(name, "default"))["status"].get(
-                    "readyReplicas"
-                )
-                == 1
+                plain(api, apps.read_namespaced_deployment_status(name, "default"))["status"].get("readyReplicas") == 1
             ),
         )
     finally:
@@ -179,9 +176,7 @@ def test_audit_log_records_the_operator_user_only(dev_cluster: LocalCluster, api
     assert {e["user"]["username"] for e in events()} == {"triton-operator"}
 
 
-def test_component_that_dies_at_startup_fails_up_with_its_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_component_that_dies_at_startup_fails_up_with_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"):
@@ -190,9 +185,7 @@ def test_component_that_dies_at_startup_fails_up_with_its_log(
         script.chmod(0o755)
     monkeypatch.setenv("TRITON_OPERATOR_BIN_DIR", str(bin_dir))
     broken = LocalCluster(tmp_path / "state")
-    with pytest.raises(
-        ClusterError, match=r"(?s)etcd exited during startup \(exit code 3\).*broken on purpose"
-    ):
+    with pytest.raises(ClusterError, match=r"(?s)etcd exited during startup \(exit code 3\).*broken on purpose"):
         broken.up()
     assert not broken.is_running()
     broken.down()
@@ -203,9 +196,7 @@ def test_up_is_idempotent_and_down_from_another_process_stops_everything(tmp_pat
     state_dir = tmp_path / "state"
     first = LocalCluster(state_dir, name="lifecycle")
     first.up()
-    records = [
-        ProcessRecord.from_json(p) for p in json.loads((state_dir / "state.json").read_text())["processes"]
-    ]
+    records = [ProcessRecord.from_json(p) for p in json.loads((state_dir / "state.json").read_text())["processes"]]
     assert sorted(r.name for r in records) == sorted(
         ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
     )
