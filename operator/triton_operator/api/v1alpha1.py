@@ -11,10 +11,11 @@ spec, and GitOps tools would then see a diff the user never wrote.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -40,13 +41,29 @@ RESERVED_TRITON_FLAGS = (
     "model-control-mode",
     "load-model",
 )
-_RESERVED_FLAGS_RE = "^--(" + "|".join(RESERVED_TRITON_FLAGS) + ")(=.*)?$"
+# tritonserver parses flags with getopt_long, which also takes any unambiguous abbreviation (--model-repo=...,
+# --model-control=poll): a flag matches when its name, up to '=', whitespace or the end, is at least three
+# characters of a reserved flag. No other tritonserver flag is such a prefix of a reserved one.
+_SHORTEST_ABBREVIATION = 3
+
+
+def _abbreviations_re(flag: str) -> str:
+    """``flag`` or any abbreviation of it at least three characters long, as a regex."""
+    tail = ""
+    for char in reversed(flag[_SHORTEST_ABBREVIATION:]):
+        tail = f"(?:{char}{tail})?"
+    return flag[:_SHORTEST_ABBREVIATION] + tail
+
+
+RESERVED_FLAGS_RE = "^--(?:" + "|".join(_abbreviations_re(f) for f in RESERVED_TRITON_FLAGS) + r")(?:[=\s]|$)"
 _RESERVED_FLAGS_TEXT = ", ".join(f"--{flag}" for flag in RESERVED_TRITON_FLAGS)
 
 MODEL_REPOSITORY_URI_RE = r"^(s3://[^/\s]+(/\S*)?|gs://[^/\s]+(/\S*)?|as://[^/\s]+/[^/\s]+(/\S*)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/\S*)?|/\S*)$"
 DNS_LABEL_RE = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MODEL_NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 GPU_RESOURCE_RE = r"^nvidia\.com/(gpu|mig-[0-9]+g\.[0-9]+gb)$"
+PROMETHEUS_URL_RE = r"^https?://\S+$"
+PERCENT_RE = r"^(100|[1-9]?[0-9])%$"
 QUANTITY_RE = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]i?|Ki)?$"
 
 
@@ -56,6 +73,36 @@ def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+def matching(regex: str, message: str) -> AfterValidator:
+    """A pydantic check that a string matches ``regex``, for fields whose CRD schema checks the same regex with a
+    CEL rule (``self.matches``) rather than a ``pattern``: a pattern's error only echoes the regex, a rule's
+    message tells the user what to write."""
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):  # not search: Python's $ also matches before a final newline
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _replicas_or_percent(value: int | str) -> int | str:
+    if (isinstance(value, int) and value < 0) or (isinstance(value, str) and not re.fullmatch(PERCENT_RE, value)):
+        raise ValueError("must be a number of replicas such as 1 or a percentage such as 25%")
+    return value
+
+
+def _budget_rule(field: str) -> JsonDict:
+    return cel(
+        f"!has(self.{field}) || (type(self.{field}) == int ? int(self.{field}) >= 0 : "
+        f"string(self.{field}).matches(r'{PERCENT_RE}'))",
+        f"spec.disruptionBudget.{field} must be a number of replicas such as 1 or a percentage from 0% to 100% "
+        "such as 25%",
+        f".{field}",
+    )
 
 
 class ApiModel(BaseModel):
@@ -73,6 +120,7 @@ IntOrString = Annotated[
     int | str,
     Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
 ]
+ReplicasOrPercent = Annotated[IntOrString, AfterValidator(_replicas_or_percent)]
 Quantity = Annotated[
     int | str,
     Field(
@@ -185,14 +233,20 @@ class ModelConfigOverride(ApiModel):
     )
 
 
+_MODEL_NAME_MESSAGE = (
+    "spec.models[].name must be the name of a directory at the top of the model repository: letters, digits, "
+    "'_', '.' and '-', not starting with '.' or '-', and no '/'"
+)
+
+
 class ModelSpec(ApiModel):
     """A model Triton loads when spec.models is set (explicit model control)."""
 
-    name: str = Field(
+    name: Annotated[str, matching(MODEL_NAME_RE, _MODEL_NAME_MESSAGE)] = Field(
         min_length=1,
         max_length=253,
-        pattern=MODEL_NAME_RE,
         description="Model name: a directory in the model repository.",
+        json_schema_extra={"x-kubernetes-validations": [cel(f"self.matches(r'{MODEL_NAME_RE}')", _MODEL_NAME_MESSAGE)]},
     )
     config: ModelConfigOverride | None = Field(
         default=None,
@@ -259,8 +313,9 @@ class TritonSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"self.all(a, !a.matches(r'{_RESERVED_FLAGS_RE}'))",
-                    f"spec.triton.args must not contain {_RESERVED_FLAGS_TEXT}: the operator sets them. Use "
+                    f"self.all(a, !a.matches(r'{RESERVED_FLAGS_RE}'))",
+                    f"spec.triton.args must not contain {_RESERVED_FLAGS_TEXT} (nor abbreviations of them, which "
+                    "tritonserver accepts too): the operator sets them. Use "
                     "spec.modelRepository.uri for the repository and spec.models for explicit model control",
                 )
             ]
@@ -285,6 +340,12 @@ class TritonSpec(ApiModel):
     )
 
 
+_GPU_RESOURCE_MESSAGE = (
+    "spec.gpu.resourceName must be nvidia.com/gpu or a MIG slice such as nvidia.com/mig-1g.10gb (the NVIDIA "
+    "device plugin's resource names); leave it out for whole GPUs"
+)
+
+
 class GPUSpec(ApiModel):
     """GPUs per replica and where to find them."""
 
@@ -298,26 +359,61 @@ class GPUSpec(ApiModel):
             "e.g. NVIDIA-A100-SXM4-80GB."
         ),
     )
-    resource_name: str = Field(
+    resource_name: Annotated[str, matching(GPU_RESOURCE_RE, _GPU_RESOURCE_MESSAGE)] = Field(
         default=DEFAULT_GPU_RESOURCE,
-        pattern=GPU_RESOURCE_RE,
+        max_length=253,
         description=(
             "Extended resource to request: nvidia.com/gpu, or a MIG slice such as nvidia.com/mig-1g.10gb. "
             "Default nvidia.com/gpu."
         ),
+        json_schema_extra={
+            "x-kubernetes-validations": [cel(f"self.matches(r'{GPU_RESOURCE_RE}')", _GPU_RESOURCE_MESSAGE)]
+        },
     )
 
 
 class Toleration(ApiModel):
     """A core/v1 Toleration."""
 
-    key: str | None = Field(default=None, description="Taint key; empty with operator Exists matches all.")
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            # The pod API's own toleration rules, so a mistake is rejected here rather than by the Deployment.
+            "x-kubernetes-validations": [
+                cel(
+                    "(has(self.key) && size(self.key) > 0) || (has(self.operator) && self.operator == 'Exists')",
+                    "spec.tolerations[].operator must be Exists when key is empty (tolerating every taint); set key "
+                    "to the taint's key to match one taint",
+                    ".operator",
+                ),
+                cel(
+                    "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || size(self.value) == 0",
+                    "spec.tolerations[].value must be empty when operator is Exists; remove value, or use operator "
+                    "Equal to match that value",
+                    ".value",
+                ),
+                cel(
+                    "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                    "spec.tolerations[].tolerationSeconds applies only to effect NoExecute; set effect: NoExecute or "
+                    "remove tolerationSeconds",
+                    ".tolerationSeconds",
+                ),
+            ]
+        },
+    )
+
+    key: str | None = Field(
+        default=None, max_length=317, description="Taint key; empty with operator Exists matches all."
+    )
     operator: str | None = Field(
         default=None,
         description="Exists or Equal (default Equal).",
         json_schema_extra={"enum": ["Exists", "Equal"]},
     )
-    value: str | None = Field(default=None, description="Taint value for operator Equal.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value for operator Equal.")
     effect: str | None = Field(
         default=None,
         description="NoSchedule, PreferNoSchedule or NoExecute; empty matches all.",
@@ -353,12 +449,21 @@ class MetricsSourceType(StrEnum):
     PROMETHEUS = "Prometheus"
 
 
+_PROMETHEUS_URL_MESSAGE = (
+    "spec.autoscaling.prometheus.url must be the http:// or https:// base URL of the Prometheus HTTP API, "
+    "such as http://prometheus.monitoring:9090"
+)
+
+
 class PrometheusSource(ApiModel):
     """A Prometheus that scrapes the Triton pods."""
 
-    url: str = Field(
-        pattern=r"^https?://\S+$",
+    url: Annotated[str, matching(PROMETHEUS_URL_RE, _PROMETHEUS_URL_MESSAGE)] = Field(
+        max_length=2048,
         description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+        json_schema_extra={
+            "x-kubernetes-validations": [cel(f"self.matches(r'{PROMETHEUS_URL_RE}')", _PROMETHEUS_URL_MESSAGE)]
+        },
     )
 
 
@@ -423,17 +528,19 @@ class DisruptionBudget(ApiModel):
                 cel(
                     "!(has(self.maxUnavailable) && has(self.minAvailable))",
                     "spec.disruptionBudget: set either maxUnavailable or minAvailable, not both",
-                )
+                ),
+                _budget_rule("maxUnavailable"),
+                _budget_rule("minAvailable"),
             ]
         },
     )
 
     enabled: bool = Field(default=True, description="Create the PodDisruptionBudget. Default true.")
-    max_unavailable: IntOrString | None = Field(
+    max_unavailable: ReplicasOrPercent | None = Field(
         default=None,
         description="Replicas (or a percentage such as 25%) that may be down for voluntary disruptions. Default 1.",
     )
-    min_available: IntOrString | None = Field(
+    min_available: ReplicasOrPercent | None = Field(
         default=None, description="Replicas (or a percentage) that must stay up during voluntary disruptions."
     )
 
@@ -501,7 +608,9 @@ class InferenceServiceSpec(ApiModel):
         max_length=64, description="Node labels the pods require, merged with the GPU product label."
     )
     tolerations: list[Toleration] | None = Field(
-        default=None, description="Taints the pods tolerate, beside the nvidia.com/gpu taint added for GPU pods."
+        default=None,
+        max_length=64,
+        description="Taints the pods tolerate, beside the nvidia.com/gpu taint added for GPU pods."
     )
     affinity: dict[str, Any] | None = Field(
         default=None,

@@ -48,12 +48,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def inference_service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def inference_service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].on_service_event(event.get("type"), event["object"])
 
 
 def _child_handler(kind: ChildKind, group: str, version: str, plural: str) -> None:
-    def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    async def handler(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["controller"].on_child_event(kind, event.get("type"), event["object"])
 
     handler.__name__ = f"{plural}_event"
@@ -66,5 +66,5 @@ _child_handler(PDB, "policy", "v1", "poddisruptionbudgets")
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].on_pod_event(event.get("type"), event["object"])
