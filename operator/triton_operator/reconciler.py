@@ -7,6 +7,7 @@ restarted in between. Writes happen only when something differs, which keeps an 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -106,23 +107,29 @@ class Reconciler:
             raise RetryLater(apply_error)
 
     async def _apply_children(self, key: Key, isvc: InferenceService) -> str | None:
-        """Apply each child that differs from what is live; delete children that should not exist."""
+        """Apply each child that differs from what is live, concurrently (a Service's ClusterIP allocation is
+        slow and must not hold up the Deployment); delete children that should not exist."""
         desired = desired_children(isvc)
-        for manifest in desired.present():
-            kind = kind_of(manifest)
-            fingerprint = digest(manifest)
-            if self.store.is_current(key, kind, fingerprint):
-                continue
-            try:
-                result = await self.kube.apply(manifest)
-            except DynamicApiError as error:
-                if error.status in (400, 403, 404, 409, 422):
-                    return f"cannot apply {kind.kind} {isvc.metadata.name}: {api_error_message(error)}"
-                raise
-            self.store.record_applied(key, kind, fingerprint, result)
+        stale = [m for m in desired.present() if not self.store.is_current(key, kind_of(m), digest(m))]
+        outcomes = await asyncio.gather(*(self._apply_one(key, m) for m in stale), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         for kind in desired.absent():
             if self.store.child(kind, key) is not None:
                 await self.kube.delete(kind, *key)
+        return next((o for o in outcomes if isinstance(o, str)), None)
+
+    async def _apply_one(self, key: Key, manifest: Manifest) -> str | None:
+        """Apply one child; a rejection the user must fix comes back as a message, anything else raises."""
+        kind = kind_of(manifest)
+        try:
+            result = await self.kube.apply(manifest)
+        except DynamicApiError as error:
+            if error.status in (400, 403, 404, 409, 422):
+                return f"cannot apply {kind.kind} {manifest['metadata']['name']}: {api_error_message(error)}"
+            raise
+        self.store.record_applied(key, kind, digest(manifest), result)
         return None
 
     async def _write_status(self, key: Key, isvc: InferenceService, apply_error: str | None) -> None:

@@ -9,6 +9,10 @@ Why these shapes:
 - Startup is a pipeline with progress lines: etcd -> apiserver -> (controller-manager, scheduler, nodes,
   kwok in parallel), each waited on by its health endpoint while every started process is watched, so a
   component that dies surfaces at once with the tail of its log instead of as a timeout a minute later.
+- ``real_node=True`` adds one real node (containerd, kubelet, kube-proxy: see :mod:`.realnode`). Its
+  containerd starts alongside etcd, its kubelet and kube-proxy once the apiserver is ready, and ``up()``
+  returns only when the node is Ready. ``down()`` undoes it from state.json alone, before stopping the
+  control plane, and refuses to delete a state directory that still has anything mounted under it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import controlplane as cp
+from . import realnode as rn
 from .binaries import cache_root, find_bin_dir, missing_binaries
 from .errors import ClusterError
 from .kubeapi import HttpsJson, tls_context
@@ -55,8 +60,10 @@ class LocalCluster:
     """A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with
     kwok-managed fake GPU and CPU nodes, all on 127.0.0.1, its state in one directory."""
 
-    def __init__(self, state_dir: Path | None = None, name: str = "dev") -> None:
+    def __init__(self, state_dir: Path | None = None, name: str = "dev", *, real_node: bool = False) -> None:
         self.name = name
+        #: Whether up() adds the real node (containerd + kubelet + kube-proxy); needs root and the node packages.
+        self.real_node = real_node
         self.state_dir = Path(state_dir) if state_dir is not None else cache_root() / "clusters" / name
         self.state_dir = self.state_dir.expanduser().absolute()
         self._layout = cp.Layout(self.state_dir)
@@ -111,11 +118,33 @@ class LocalCluster:
             raise ClusterError(f"no cluster has been started in {self.state_dir}")
         return str(server)
 
+    @property
+    def real_node_name(self) -> str:
+        """The real node's Node name (it also carries the label ``triton-operator.dev/real-node=true``)."""
+        return rn.REAL_NODE_NAME
+
+    @property
+    def containerd_socket(self) -> Path:
+        """The real node's containerd socket (for ``ctr -a <socket> -n k8s.io ...``)."""
+        return rn.NodeLayout(self.state_dir).containerd_socket
+
+    def import_image(self, archive: Path) -> None:
+        """Import an OCI image archive (e.g. from hack/oci_image.py) into the real node's containerd, for pods
+        with ``imagePullPolicy: IfNotPresent`` (there is no registry to pull from)."""
+        node = self._read_state().get("real_node")
+        if not node:
+            raise ClusterError(f"no real node runs in {self.state_dir}: start it with LocalCluster(real_node=True)")
+        state = rn.RealNodeState.from_json(node)
+        rn.import_image(state.containerd_socket, archive, state.snapshotter)
+
     def is_running(self) -> bool:
-        """True when every recorded process is alive and the apiserver answers /readyz."""
+        """True when every recorded process is alive and the apiserver answers /readyz (and, when a real node
+        is asked for, it was started: a cluster without one is not reused)."""
         state = self._read_state()
         records = [ProcessRecord.from_json(p) for p in state.get("processes", [])]
         if not state.get("complete") or not records or not all(is_alive(r) for r in records):
+            return False
+        if self.real_node and not state.get("real_node"):
             return False
         api = self._admin_api(str(state["server"]), timeout=2.0)
         try:
@@ -133,9 +162,10 @@ class LocalCluster:
             self._stop_all()
             self._wipe()
             bin_dir = self.bin_dir
+            pause_archive = self._prepare_real_node(bin_dir) if self.real_node else None
             for attempt in range(3):
                 try:
-                    self._start(bin_dir)
+                    self._start(bin_dir, pause_archive)
                     return
                 except _PortTaken as exc:
                     self._stop_all()
@@ -157,13 +187,23 @@ class LocalCluster:
 
     # ---- startup ------------------------------------------------------------------------------------------
 
-    def _start(self, bin_dir: Path) -> None:
+    def _prepare_real_node(self, bin_dir: Path) -> Path:
+        """Build what the real node needs (kubelet, kube-proxy, the pause image) before anything starts, and
+        fail early, naming the fix, if the machine lacks something."""
+        rn.ensure_node_binaries(bin_dir)
+        problems = rn.preflight(bin_dir, rn.NodeLayout(self.state_dir))
+        if problems:
+            raise ClusterError("cannot start the real node: " + "; ".join(problems))
+        return rn.pause_image_archive()
+
+    def _start(self, bin_dir: Path, pause_archive: Path | None = None) -> None:
         t0 = time.monotonic()
         layout = self._layout
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / _MARKER).touch()
         pki = generate_pki(layout.pki_dir)
-        ports = cp.Ports.from_list(free_ports(cp.PORT_COUNT))
+        all_ports = free_ports(cp.PORT_COUNT + (rn.NODE_PORT_COUNT if pause_archive is not None else 0))
+        ports = cp.Ports.from_list(all_ports)
         server = f"https://127.0.0.1:{ports.apiserver}"
         self._write_configs(pki, server)
         self._state = {
@@ -177,18 +217,27 @@ class LocalCluster:
         }
         self._save_state()
 
+        node: rn.RealNodeState | None = None
+        if pause_archive is not None:
+            node = self._start_containerd(pki.dir, server, rn.NodePorts(*all_ports[cp.PORT_COUNT :]))
+
         self._spawn("etcd", cp.etcd_argv(bin_dir, layout, ports))
         self._wait({"etcd": lambda: _etcd_healthy(cp.etcd_url(ports))}, t0, timeout=30)
 
         self._spawn("kube-apiserver", cp.apiserver_argv(bin_dir, layout, ports, pki))
         api = self._admin_api(server)
         try:
+            if node is not None and pause_archive is not None:
+                # While the apiserver starts: the sandbox image must be in containerd before the first pod.
+                self._import_pause(node, pause_archive, t0)
             self._wait({"kube-apiserver": lambda: api.healthy("/readyz")}, t0, timeout=90)
             self._spawn("kube-controller-manager", cp.controller_manager_argv(bin_dir, layout, ports, pki))
             self._spawn("kube-scheduler", cp.scheduler_argv(bin_dir, layout, ports, pki))
             nodes = default_nodes()
             register_nodes(api, nodes)
             self._spawn("kwok", kwok_argv(bin_dir, layout.component_kubeconfig("kwok"), layout.kwok_config))
+            node_detail: list[str] = []
+            checks = self._start_node_agents(bin_dir, node, api, node_detail) if node is not None else {}
             kcm = self._admin_api(f"https://127.0.0.1:{ports.controller_manager}")
             scheduler = self._admin_api(f"https://127.0.0.1:{ports.scheduler}")
             try:
@@ -200,10 +249,11 @@ class LocalCluster:
                         "default service account": lambda: (
                             api.get_or_none("/api/v1/namespaces/default/serviceaccounts/default") is not None
                         ),
+                        **checks,
                     },
                     t0,
-                    timeout=90,
-                    describe=lambda: "; ".join(self._nodes_pending(api, nodes)),
+                    timeout=90 if node is None else 180,
+                    describe=lambda: "; ".join([*self._nodes_pending(api, nodes), *node_detail]),
                 )
             finally:
                 kcm.close()
@@ -213,6 +263,60 @@ class LocalCluster:
         self._state["complete"] = True
         self._save_state()
         _progress(f"cluster ready in {time.monotonic() - t0:.1f} s: export KUBECONFIG={self.kubeconfig}")
+
+    def _start_containerd(self, cluster_pki: Path, server: str, ports: rn.NodePorts) -> rn.RealNodeState:
+        """Record what down() must undo, then change the host (bridge, routes, guard chain, cgroups) and start
+        containerd. The record comes first so a crash half-way is still cleaned up by the next up()/down()."""
+        node_layout = rn.NodeLayout(self.state_dir)
+        node = rn.RealNodeState(
+            name=rn.REAL_NODE_NAME,
+            node_ip=rn.NODE_IP,
+            pod_cidr=rn.POD_CIDR,
+            bridge=rn.BRIDGE,
+            cni_network=rn.CNI_NETWORK,
+            cgroup_root=rn.CGROUP_ROOT,
+            snapshotter=rn.choose_snapshotter(node_layout.containerd_root),
+            containerd_socket=str(node_layout.containerd_socket),
+            kube_proxy=str(self.bin_dir / "kube-proxy"),
+            ports=ports,
+            sysctls=rn.read_sysctls(),
+            routes=rn.planned_routes(),
+        )
+        self._state["real_node"] = node.to_json()
+        self._save_state()
+        rn.write_node_files(node_layout, server, cluster_pki, ports, node.name)
+        node_layout.containerd_config.write_text(rn.containerd_config(node_layout, node.snapshotter))
+        rn.prepare_cgroups(node.cgroup_root)
+        rn.setup_network(self.state_dir)
+        self._spawn("containerd", rn.containerd_argv(node_layout))
+        _progress(f"real node: bridge {rn.BRIDGE} ({rn.NODE_IP}), containerd started (snapshotter {node.snapshotter})")
+        return node
+
+    def _start_node_agents(
+        self, bin_dir: Path, node: rn.RealNodeState, api: HttpsJson, detail: list[str]
+    ) -> dict[str, Callable[[], bool]]:
+        """Start the kubelet and kube-proxy; return the checks that pass when the node is Ready and kube-proxy
+        healthy (the node's join time is recorded in state.json as ``real_node_join_seconds``)."""
+        node_layout = rn.NodeLayout(self.state_dir)
+        node_t0 = time.monotonic()
+        self._spawn("kubelet", rn.kubelet_argv(bin_dir, node_layout, node.name))
+        self._spawn("kube-proxy", rn.kube_proxy_argv(bin_dir, node_layout))
+        proxy = f"http://127.0.0.1:{node.ports.proxy_healthz}/healthz"
+
+        def node_ready() -> bool:
+            ready, why = rn.node_status(api, node.name)
+            detail[:] = [f"{node.name}: {why}"]
+            if ready:
+                self._state["real_node_join_seconds"] = round(time.monotonic() - node_t0, 2)
+            return ready
+
+        return {f"real node {node.name}": node_ready, "kube-proxy": lambda: _http_ok(proxy)}
+
+    def _import_pause(self, node: rn.RealNodeState, archive: Path, t0: float) -> None:
+        record = next(r for r in self._records if r.name == "containerd")
+        rn.wait_for_socket(Path(node.containerd_socket), record)
+        rn.import_image(node.containerd_socket, archive, node.snapshotter)
+        _progress(f"containerd ready, {rn.PAUSE_IMAGE} imported ({time.monotonic() - t0:.1f} s)")
 
     def _write_configs(self, pki: Pki, server: str) -> None:
         layout = self._layout
@@ -315,8 +419,19 @@ class LocalCluster:
         tmp.replace(self._layout.state_file)
 
     def _stop_all(self) -> None:
-        recorded = [ProcessRecord.from_json(p) for p in self._read_state().get("processes", [])]
+        state = self._read_state()
+        recorded = [ProcessRecord.from_json(p) for p in state.get("processes", [])]
         records = list({(r.pid, r.start_ticks): r for r in [*recorded, *self._records]}.values())
+        node_error: ClusterError | None = None
+        node = state.get("real_node") or self._state.get("real_node")
+        if node:
+            # First, while the apiserver still runs: nothing else must hold the node's mounts or devices.
+            try:
+                rn.teardown(
+                    rn.NodeLayout(self.state_dir), rn.RealNodeState.from_json(node), records, self._popens, _progress
+                )
+            except ClusterError as exc:
+                node_error = exc
         # In waves: the apiserver's clients first, then the apiserver (which lingers while clients hold
         # watches, and hangs on shutdown without etcd), then etcd.
         waves = [
@@ -330,6 +445,8 @@ class LocalCluster:
         if survivors:
             names = ", ".join(f"{r.name} (pid {r.pid})" for r in survivors)
             raise ClusterError(f"could not stop {names}")
+        if node_error is not None:
+            raise node_error
         if running:
             _progress(f"stopped {running} processes ({time.monotonic() - t0:.1f} s)")
         self._records = []
@@ -339,6 +456,10 @@ class LocalCluster:
         """Remove the state directory, only if it is one (marker file) or empty: never a user's directory."""
         if not self.state_dir.exists():
             return
+        mounted = rn.mounts_under(self.state_dir)
+        if mounted:
+            # rmtree would descend into them (a container's rootfs, a kubelet volume): never delete through a mount.
+            raise ClusterError(f"not removing {self.state_dir}: still mounted: {', '.join(map(str, mounted))}")
         if (self.state_dir / _MARKER).exists():
             shutil.rmtree(self.state_dir)
         elif any(self.state_dir.iterdir()):
@@ -359,6 +480,14 @@ class LocalCluster:
 
 #: No proxies: a developer's http_proxy must not capture requests to 127.0.0.1.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with _DIRECT.open(url, timeout=1.0) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
 
 
 def _etcd_healthy(url: str) -> bool:

@@ -157,7 +157,9 @@ def apiserver_argv(bin_dir: Path, layout: Layout, ports: Ports, pki: Pki) -> lis
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
-        # apiserver -> kubelet (logs, exec) for the node tier's real kubelet
+        # apiserver -> kubelet (logs, exec) for the node tier's real kubelet, by its InternalIP only: the default
+        # tries the Hostname first, which is a DNS query to the machine's upstream resolver (outside the machine).
+        "--kubelet-preferred-address-types=InternalIP",
         f"--kubelet-client-certificate={pki.clients['apiserver-kubelet-client'].cert}",
         f"--kubelet-client-key={pki.clients['apiserver-kubelet-client'].key}",
         # The aggregation layer, for metrics adapters serving custom.metrics.k8s.io (autoscaling engine HPA).

@@ -104,10 +104,10 @@ def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
 
 
 class _Ca:
-    """A CA held in memory while the PKI is generated."""
+    """A CA held in memory while the PKI is generated (or loaded again to sign more, see :meth:`load`)."""
 
     def __init__(self, common_name: str) -> None:
-        self.key = _new_key()
+        self.key: ec.EllipticCurvePrivateKey = _new_key()
         now = dt.datetime.now(dt.UTC)
         subject = _name(common_name)
         self.cert = (
@@ -136,6 +136,17 @@ class _Ca:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256())
         )
+
+    @classmethod
+    def load(cls, pair: CertPair) -> _Ca:
+        """The CA written by :func:`generate_pki`, to sign certificates for components added later."""
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{pair.key}: not an EC private key")
+        ca = cls.__new__(cls)
+        ca.key = key
+        ca.cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        return ca
 
     def write(self, directory: Path, stem: str) -> CertPair:
         pair = CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
@@ -251,6 +262,33 @@ def generate_pki(directory: Path) -> Pki:
         service_account_key=sa_key_path,
         service_account_pub=sa_pub_path,
         clients=clients,
+    )
+
+
+def issue_certificate(
+    directory: Path,
+    stem: str,
+    common_name: str,
+    organizations: Sequence[str] = (),
+    *,
+    server: bool = False,
+    client: bool = False,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+) -> CertPair:
+    """Sign one more leaf certificate with the cluster CA in ``directory`` (``ca.crt``/``ca.key`` written by
+    :func:`generate_pki`), e.g. a real kubelet's client and serving certificates, which only the node tier
+    needs and which name the node, so they are issued when the node is added rather than with the PKI."""
+    ca = _Ca.load(CertPair(directory / "ca.crt", directory / "ca.key"))
+    return ca.issue(
+        directory,
+        stem,
+        common_name,
+        organizations,
+        server=server,
+        client=client,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
     )
 
 
