@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +21,9 @@ DEPLOYMENT = ("apps/v1", "Deployment")
 SERVICE = ("v1", "Service")
 PDB = ("policy/v1", "PodDisruptionBudget")
 POD = ("v1", "Pod")
+
+# kubectl caches API discovery for hours; a cache from before the CRD was installed would hide `tis`.
+KUBECTL_CACHE = tempfile.mkdtemp(prefix="kubectl-cache-")
 
 
 def isvc_manifest(name: str, **spec: Any) -> dict[str, Any]:
@@ -65,7 +69,14 @@ class Kube:
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(self.cluster.bin_dir / "kubectl"), f"--kubeconfig={self.cluster.kubeconfig}", "-n", self.namespace, *args],
+            [
+                str(self.cluster.bin_dir / "kubectl"),
+                f"--kubeconfig={self.cluster.kubeconfig}",
+                f"--cache-dir={KUBECTL_CACHE}",
+                "-n",
+                self.namespace,
+                *args,
+            ],
             capture_output=True,
             text=True,
             check=False,

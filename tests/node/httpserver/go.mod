@@ -1,0 +1,3 @@
+module local/httpserver
+
+go 1.22
