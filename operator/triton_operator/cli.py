@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from triton_operator.api.crd import render_yaml
 from triton_operator.render import render_manifests
 
@@ -57,9 +55,6 @@ def _render(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
     try:
         sys.stdout.write(render_manifests(text))
-    except ValidationError as error:
-        print(f"error: {args.filename} is not a valid InferenceService:\n{error}", file=sys.stderr)
-        return 1
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

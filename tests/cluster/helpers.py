@@ -12,11 +12,11 @@ from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from tests.catalogue import ISVC
 from triton_operator.devcluster import LocalCluster
 
 T = TypeVar("T")
 
-ISVC = ("serving.triton-operator.dev/v1alpha1", "InferenceService")
 DEPLOYMENT = ("apps/v1", "Deployment")
 SERVICE = ("v1", "Service")
 PDB = ("policy/v1", "PodDisruptionBudget")

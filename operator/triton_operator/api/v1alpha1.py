@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -65,6 +65,15 @@ GPU_RESOURCE_RE = r"^nvidia\.com/(gpu|mig-[0-9]+g\.[0-9]+gb)$"
 PROMETHEUS_URL_RE = r"^https?://\S+$"
 PERCENT_RE = r"^(100|[1-9]?[0-9])%$"
 QUANTITY_RE = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]i?|Ki)?$"
+
+
+def unique_model_names(models: list[ModelSpec] | None) -> list[ModelSpec] | None:
+    """The API server enforces this for a list-map keyed by name; offline parsing must too."""
+    names = [model.name for model in models or []]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Duplicate value: model names must be unique, {', '.join(duplicates)} appears more than once")
+    return models
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -408,16 +417,10 @@ class Toleration(ApiModel):
     key: str | None = Field(
         default=None, max_length=317, description="Taint key; empty with operator Exists matches all."
     )
-    operator: str | None = Field(
-        default=None,
-        description="Exists or Equal (default Equal).",
-        json_schema_extra={"enum": ["Exists", "Equal"]},
-    )
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default Equal).")
     value: str | None = Field(default=None, max_length=63, description="Taint value for operator Equal.")
-    effect: str | None = Field(
-        default=None,
-        description="NoSchedule, PreferNoSchedule or NoExecute; empty matches all.",
-        json_schema_extra={"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="NoSchedule, PreferNoSchedule or NoExecute; empty matches all."
     )
     toleration_seconds: int | None = Field(
         default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
@@ -579,7 +582,7 @@ class InferenceServiceSpec(ApiModel):
     )
 
     model_repository: ModelRepository = Field(description="Where Triton reads models from. Required.")
-    models: list[ModelSpec] | None = Field(
+    models: Annotated[list[ModelSpec] | None, AfterValidator(unique_model_names)] = Field(
         default=None,
         max_length=256,
         description=(

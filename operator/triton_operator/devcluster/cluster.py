@@ -267,6 +267,8 @@ class LocalCluster:
     def _start_containerd(self, cluster_pki: Path, server: str, ports: rn.NodePorts) -> rn.RealNodeState:
         """Record what down() must undo, then change the host (bridge, routes, guard chain, cgroups) and start
         containerd. The record comes first so a crash half-way is still cleaned up by the next up()/down()."""
+        # Before anything is recorded: a node recorded here is one down() tears down, bridge included.
+        rn.claim_bridge(self.state_dir)
         node_layout = rn.NodeLayout(self.state_dir)
         node = rn.RealNodeState(
             name=rn.REAL_NODE_NAME,

@@ -35,6 +35,7 @@ Why it looks like this (each point was found by running it here, see the node ti
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -96,17 +97,6 @@ SYSCTLS = (
 #: Unix socket paths longer than this do not fit sockaddr_un (108 bytes, with containerd's ".ttrpc").
 _MAX_SOCKET_PATH = 100
 _IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
-
-
-class _Progress:
-    """Prints through the cluster's progress function, with seconds since the node's start."""
-
-    def __init__(self, emit: Callable[[str], None]) -> None:
-        self._emit = emit
-        self.t0 = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        self._emit(f"real node: {message} ({time.monotonic() - self.t0:.1f} s)")
 
 
 # ---- layout and recorded state -------------------------------------------------------------------------
@@ -603,24 +593,25 @@ def bridge_owner() -> Path | None:
     return Path(alias) if alias else Path()
 
 
-def _state_has_live_node(state_dir: Path) -> bool:
+def _state_has_node(state_dir: Path) -> bool:
+    """True when ``state_dir`` records a real node that its own down() has not undone yet."""
     try:
         state = json.loads((state_dir / "state.json").read_text())
     except (OSError, ValueError):
         return False
-    records = [ProcessRecord.from_json(p) for p in state.get("processes", []) if p.get("name") == "kubelet"]
-    return any(is_alive(r) for r in records)
+    return bool(state.get("real_node"))
 
 
 def claim_bridge(state_dir: Path) -> None:
-    """Fail when another live cluster's real node owns the bridge; otherwise remove a stale bridge."""
+    """Fail when another cluster's real node owns the bridge (running or crashed: only its down() knows what
+    to undo); otherwise remove a bridge whose owner is gone."""
     owner = bridge_owner()
     if owner is None:
         return
-    if owner != Path() and owner != state_dir and _state_has_live_node(owner):
+    if owner not in (Path(), state_dir) and _state_has_node(owner):
         raise ClusterError(
-            f"a real node already runs on this machine (cluster state {owner}, bridge {BRIDGE}, pods {POD_CIDR}); "
-            "only one fits: stop it first (LocalCluster(state_dir).down())"
+            f"the real node of the cluster in {owner} holds bridge {BRIDGE} and pods {POD_CIDR}; only one fits on "
+            f"a machine: stop it first (LocalCluster({str(owner)!r}).down())"
         )
     _delete_links_on_bridge()
     _run(["ip", "link", "delete", BRIDGE], check=False)
@@ -649,7 +640,7 @@ def planned_routes() -> tuple[str, ...]:
 def setup_network(state_dir: Path) -> None:
     """Create the bridge with the node IP, the routes of :func:`planned_routes` and the guard chain; enable
     forwarding and bridge netfilter."""
-    claim_bridge(state_dir)
+    claim_bridge(state_dir)  # again: the caller's claim came before its state was recorded
     prefix = ipaddress.ip_network(POD_CIDR).prefixlen
     _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     _run(["ip", "link", "set", BRIDGE, "alias", str(state_dir)])
@@ -897,32 +888,50 @@ def remove_containers(socket_path: str) -> None:
             _ctr(socket_path, "-n", ns, "containers", "delete", *containers, timeout=60)
 
 
-def _shim_pids(socket_path: str) -> list[int]:
-    """containerd-shim-runc-v2 processes started by *our* containerd (their -address names our socket)."""
-    pids: list[int] = []
+#: containerd 1.6 puts every shim's socket here, named by a hash (not configurable).
+SHIM_SOCKET_DIR = Path("/run/containerd/s")
+
+
+def _shims(socket_path: str) -> dict[int, Path]:
+    """containerd-shim-runc-v2 processes started by *our* containerd (their ``-address`` is our socket), each
+    with the socket it listens on: ``/run/containerd/s/<sha256 of "<address>/<namespace>/<id>">``, which is
+    containerd 1.6's ``shim.SocketAddress``."""
+    shims: dict[int, Path] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            argv = [a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0")]
         except OSError:
             continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and socket_path.encode() in argv:
-            pids.append(int(proc.name))
-    return pids
+        if not argv or not argv[0].endswith("containerd-shim-runc-v2") or socket_path not in argv:
+            continue
+        flags = dict(zip(argv[1::2], argv[2::2], strict=False))
+        key = f"{socket_path}/{flags.get('-namespace', '')}/{flags.get('-id', '')}"
+        shims[int(proc.name)] = SHIM_SOCKET_DIR / hashlib.sha256(key.encode()).hexdigest()
+    return shims
+
+
+def shim_pids(socket_path: str) -> list[int]:
+    """Pids of the shims our containerd started that still run."""
+    return sorted(_shims(socket_path))
 
 
 def kill_shims(socket_path: str, timeout: float = 5.0) -> list[int]:
-    """SIGKILL shims of our containerd that are still running (containerd died or did not clean up)."""
+    """SIGKILL shims of our containerd that are still running (containerd died or did not clean up), and
+    remove the sockets they leave behind in /run/containerd/s; returns the pids that survived."""
     deadline = time.monotonic() + timeout
-    pids = _shim_pids(socket_path)
-    while pids and time.monotonic() < deadline:
-        for pid in pids:
+    shims = _shims(socket_path)
+    sockets = set(shims.values())
+    while shims and time.monotonic() < deadline:
+        for pid in shims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
-        pids = _shim_pids(socket_path)
-    return pids
+        shims = _shims(socket_path)
+    for sock in sockets:
+        sock.unlink(missing_ok=True)
+    return sorted(shims)
 
 
 # ---- the API side --------------------------------------------------------------------------------------------
@@ -996,6 +1005,14 @@ def teardown(
     stuck = unmount_all(layout.state_dir)
     if stuck:
         problems.append(f"still mounted: {', '.join(map(str, stuck))}")
+    owner = bridge_owner()
+    if owner not in (None, Path(), layout.state_dir):
+        # Another cluster's node holds the machine's network now (ours was never set up, or was taken over
+        # after its owner was gone): its bridge, chains and sysctls are not ours to undo.
+        if problems:
+            raise ClusterError("the real node was not cleaned up completely: " + "; ".join(problems))
+        progress(f"real node stopped; the network belongs to the cluster in {owner} and is left alone")
+        return
     teardown_network(state)
     kube_proxy = Path(state.kube_proxy)
     if kube_proxy.is_file():
@@ -1013,9 +1030,24 @@ def teardown(
     progress(f"real node removed: containers, mounts, bridge, iptables chains ({time.monotonic() - t0:.1f} s)")
 
 
+#: Directories the programs create outside the state directory whatever they are told (the kubelet's device
+#: plugin socket dir is a constant in 1.34, libcni's cache, the kubelet's log links, containerd 1.6's shim
+#: sockets). Removed by down() when they are empty, children first.
+HARDCODED_DIRS = (
+    Path("/var/lib/kubelet/device-plugins"),
+    Path("/var/lib/kubelet"),
+    Path("/var/log/containers"),
+    Path("/var/lib/cni/results"),
+    Path("/var/lib/cni"),
+    Path("/run/containerd/s"),
+    Path("/run/containerd"),
+)
+
+
 def _remove_host_leftovers(layout: NodeLayout, state: RealNodeState) -> None:
     """Files outside the state directory that the programs hard-code: libcni's result cache for our
-    network and the kubelet's /var/log/containers symlinks into our pod logs."""
+    network, the kubelet's /var/log/containers symlinks into our pod logs and its device-plugin socket and
+    checkpoint; then those directories themselves when nothing else is in them."""
     results = Path("/var/lib/cni/results")
     if results.is_dir():
         # "<network>-<sandbox id>-<ifname>"; containerd's own loopback network caches "cni-loopback-<id>-lo"
@@ -1031,6 +1063,12 @@ def _remove_host_leftovers(layout: NodeLayout, state: RealNodeState) -> None:
             with contextlib.suppress(OSError):
                 if link.is_symlink() and os.readlink(link).startswith(ours):
                     link.unlink()
+    device_plugins = HARDCODED_DIRS[0]
+    for name in ("kubelet.sock", "kubelet_internal_checkpoint"):
+        (device_plugins / name).unlink(missing_ok=True)
+    for directory in HARDCODED_DIRS:
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only succeeds when empty: anything another program keeps there stays
 
 
 def wait_for_socket(path: Path, record: ProcessRecord, timeout: float = 30.0) -> None:

@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -34,7 +33,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, cast
+from typing import Literal, Self
 
 __all__ = [
     "DEFAULT_PYTRITON_VERSION",
@@ -228,6 +227,7 @@ class TritonServer:
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self.log_path: Path | None = Path(log_path) if log_path is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._attempt_offset = 0
         #: seconds from spawning the process to the health endpoint answering 200 (the last attempt's)
         self.startup_seconds: float | None = None
 
@@ -311,7 +311,8 @@ class TritonServer:
             except TritonServerError as exc:
                 self.stop()
                 last_error = exc
-                if "address already in use" not in str(exc).lower():
+                # Triton 2.51 says: failed to start HTTP service: Unavailable - Socket '127.0.0.1:N' already in use
+                if "already in use" not in str(exc):
                     raise
                 continue
             return self
@@ -326,6 +327,7 @@ class TritonServer:
         with self.log_path.open("ab") as log:
             log.write(f"\n$ {' '.join(argv)}\n".encode())
             log.flush()
+            self._attempt_offset = log.tell()
             self._proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -342,16 +344,24 @@ class TritonServer:
             code = self._proc.poll()
             if code is not None:
                 raise TritonServerError(
-                    f"tritonserver exited with {code} before it was {self.wait_for}:\n{self.log_tail()}"
+                    f"tritonserver exited with {code} before it was {self.wait_for}:\n{self._attempt_log()}"
                 )
             if self._get_status(path) == 200:
                 self.startup_seconds = time.monotonic() - started
                 return
             if time.monotonic() > deadline:
                 raise TritonServerError(
-                    f"tritonserver was not {self.wait_for} after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
+                    f"tritonserver was not {self.wait_for} after {self.startup_timeout:.0f} s:\n{self._attempt_log()}"
                 )
             time.sleep(0.05)
+
+    def _attempt_log(self, lines: int = 40) -> str:
+        """The tail of what this start attempt logged (earlier attempts' port clashes must not count again)."""
+        assert self.log_path is not None
+        with self.log_path.open("rb") as log:
+            log.seek(self._attempt_offset)
+            text = log.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def _get_status(self, path: str) -> int | None:
         try:
@@ -465,41 +475,3 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return True
     return raw[raw.rindex(")") + 2 :].split()[0] in ("Z", "X")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m triton_operator.testing.triton_server REPO [triton args...]``: start, report, wait for Ctrl-C.
-
-    Prints the time to ready and the resident memory (Triton plus stubs), the numbers the design tracks.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(main.__doc__)
-        return 0 if args else 2
-    mode: ControlMode = "poll"
-    for arg in args[1:]:
-        if arg.startswith("--model-control-mode="):
-            value = arg.split("=", 1)[1]
-            if value not in ("none", "poll", "explicit"):
-                print(f"unknown --model-control-mode {value!r}", file=sys.stderr)
-                return 2
-            mode = cast(ControlMode, value)
-    extra = [a for a in args[1:] if not a.startswith("--model-control-mode=")]
-    with TritonServer(args[0], extra_args=extra, model_control_mode=mode) as server:
-        time.sleep(1.0)  # let transient auto-complete stubs exit before measuring
-        print(
-            f"{server.wait_for} in {server.startup_seconds:.2f} s; RSS {server.rss_bytes() / 2**20:.0f} MiB "
-            f"(tritonserver {server.rss_bytes(include_children=False) / 2**20:.0f} MiB, "
-            f"{len(server.process_ids()) - 1} stub processes)\n"
-            f"http {server.http_url}  grpc {server.grpc_address}  metrics {server.metrics_url}\n"
-            f"log {server.log_path}",
-            flush=True,
-        )
-        with contextlib.suppress(KeyboardInterrupt):
-            while server.running:
-                time.sleep(0.5)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
