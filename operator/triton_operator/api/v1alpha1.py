@@ -76,6 +76,17 @@ def unique_model_names(models: list[ModelSpec] | None) -> list[ModelSpec] | None
     return models
 
 
+def with_rules(*rules: JsonDict) -> ConfigDict:
+    """The API models' configuration plus CEL rules on the object itself (cross-field constraints)."""
+    return ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"x-kubernetes-validations": list(rules)},
+    )
+
+
 def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
     """One ``x-kubernetes-validations`` entry; ``field_path`` points the error at a child field."""
     entry: JsonDict = {"rule": rule, "message": message}
@@ -117,12 +128,7 @@ def _budget_rule(field: str) -> JsonDict:
 class ApiModel(BaseModel):
     """Base for every API object: camelCase on the wire, unknown fields rejected, defaults filled in memory."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 IntOrString = Annotated[
@@ -384,34 +390,26 @@ class GPUSpec(ApiModel):
 class Toleration(ApiModel):
     """A core/v1 Toleration."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            # The pod API's own toleration rules, so a mistake is rejected here rather than by the Deployment.
-            "x-kubernetes-validations": [
-                cel(
-                    "(has(self.key) && size(self.key) > 0) || (has(self.operator) && self.operator == 'Exists')",
-                    "spec.tolerations[].operator must be Exists when key is empty (tolerating every taint); set key "
-                    "to the taint's key to match one taint",
-                    ".operator",
-                ),
-                cel(
-                    "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || size(self.value) == 0",
-                    "spec.tolerations[].value must be empty when operator is Exists; remove value, or use operator "
-                    "Equal to match that value",
-                    ".value",
-                ),
-                cel(
-                    "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
-                    "spec.tolerations[].tolerationSeconds applies only to effect NoExecute; set effect: NoExecute or "
-                    "remove tolerationSeconds",
-                    ".tolerationSeconds",
-                ),
-            ]
-        },
+    # The pod API's own toleration rules, so a mistake is rejected here rather than by the Deployment.
+    model_config = with_rules(
+        cel(
+            "(has(self.key) && size(self.key) > 0) || (has(self.operator) && self.operator == 'Exists')",
+            "spec.tolerations[].operator must be Exists when key is empty (tolerating every taint); set key "
+            "to the taint's key to match one taint",
+            ".operator",
+        ),
+        cel(
+            "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || size(self.value) == 0",
+            "spec.tolerations[].value must be empty when operator is Exists; remove value, or use operator "
+            "Equal to match that value",
+            ".value",
+        ),
+        cel(
+            "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            "spec.tolerations[].tolerationSeconds applies only to effect NoExecute; set effect: NoExecute or "
+            "remove tolerationSeconds",
+            ".tolerationSeconds",
+        ),
     )
 
     key: str | None = Field(
@@ -473,25 +471,17 @@ class PrometheusSource(ApiModel):
 class AutoscalingSpec(ApiModel):
     """Replicas driven by Triton's queue latency."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
-                    "spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas",
-                    ".minReplicas",
-                ),
-                cel(
-                    "!has(self.metricsSource) || self.metricsSource != 'Prometheus' || has(self.prometheus)",
-                    "spec.autoscaling.prometheus.url is required when spec.autoscaling.metricsSource is Prometheus",
-                    ".metricsSource",
-                ),
-            ]
-        },
+    model_config = with_rules(
+        cel(
+            "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+            "spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas",
+            ".minReplicas",
+        ),
+        cel(
+            "!has(self.metricsSource) || self.metricsSource != 'Prometheus' || has(self.prometheus)",
+            "spec.autoscaling.prometheus.url is required when spec.autoscaling.metricsSource is Prometheus",
+            ".metricsSource",
+        ),
     )
 
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas. Default 1.")
@@ -521,21 +511,13 @@ class AutoscalingSpec(ApiModel):
 class DisruptionBudget(ApiModel):
     """The PodDisruptionBudget created when more than one replica may run."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!(has(self.maxUnavailable) && has(self.minAvailable))",
-                    "spec.disruptionBudget: set either maxUnavailable or minAvailable, not both",
-                ),
-                _budget_rule("maxUnavailable"),
-                _budget_rule("minAvailable"),
-            ]
-        },
+    model_config = with_rules(
+        cel(
+            "!(has(self.maxUnavailable) && has(self.minAvailable))",
+            "spec.disruptionBudget: set either maxUnavailable or minAvailable, not both",
+        ),
+        _budget_rule("maxUnavailable"),
+        _budget_rule("minAvailable"),
     )
 
     enabled: bool = Field(default=True, description="Create the PodDisruptionBudget. Default true.")
@@ -551,34 +533,26 @@ class DisruptionBudget(ApiModel):
 class InferenceServiceSpec(ApiModel):
     """The desired Triton fleet."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.gpu) || !has(self.gpu.product) || !has(self.gpu.count) || self.gpu.count > 0",
-                    "spec.gpu.product needs spec.gpu.count of at least 1; remove spec.gpu.product for a CPU-only service",
-                    ".gpu.product",
-                ),
-                cel(
-                    "!has(self.gpu) || !has(self.gpu.product) || !has(self.nodeSelector) || "
-                    f"!('{GPU_PRODUCT_LABEL}' in self.nodeSelector) || "
-                    f"self.nodeSelector['{GPU_PRODUCT_LABEL}'] == self.gpu.product",
-                    f"spec.nodeSelector['{GPU_PRODUCT_LABEL}'] conflicts with spec.gpu.product; set the product in "
-                    "spec.gpu.product only",
-                    ".nodeSelector",
-                ),
-                cel(
-                    "!has(self.triton) || !has(self.triton.resources) || !has(self.triton.resources.limits) || "
-                    "!self.triton.resources.limits.exists(k, k == 'nvidia.com/gpu' || k.startsWith('nvidia.com/mig-'))",
-                    "spec.triton.resources.limits must not request GPUs; use spec.gpu.count and spec.gpu.resourceName",
-                    ".triton.resources.limits",
-                ),
-            ]
-        },
+    model_config = with_rules(
+        cel(
+            "!has(self.gpu) || !has(self.gpu.product) || !has(self.gpu.count) || self.gpu.count > 0",
+            "spec.gpu.product needs spec.gpu.count of at least 1; remove spec.gpu.product for a CPU-only service",
+            ".gpu.product",
+        ),
+        cel(
+            "!has(self.gpu) || !has(self.gpu.product) || !has(self.nodeSelector) || "
+            f"!('{GPU_PRODUCT_LABEL}' in self.nodeSelector) || "
+            f"self.nodeSelector['{GPU_PRODUCT_LABEL}'] == self.gpu.product",
+            f"spec.nodeSelector['{GPU_PRODUCT_LABEL}'] conflicts with spec.gpu.product; set the product in "
+            "spec.gpu.product only",
+            ".nodeSelector",
+        ),
+        cel(
+            "!has(self.triton) || !has(self.triton.resources) || !has(self.triton.resources.limits) || "
+            "!self.triton.resources.limits.exists(k, k == 'nvidia.com/gpu' || k.startsWith('nvidia.com/mig-'))",
+            "spec.triton.resources.limits must not request GPUs; use spec.gpu.count and spec.gpu.resourceName",
+            ".triton.resources.limits",
+        ),
     )
 
     model_repository: ModelRepository = Field(description="Where Triton reads models from. Required.")

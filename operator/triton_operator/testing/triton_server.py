@@ -321,7 +321,8 @@ class TritonServer:
 
     def _spawn_and_wait(self) -> None:
         assert self.log_path is not None
-        env = {**os.environ, **self._env}
+        # No __pycache__ written into model repositories (often a source tree, or read-only in an image).
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **self._env}
         argv = self.argv()
         started = time.monotonic()
         with self.log_path.open("ab") as log:
