@@ -7,6 +7,7 @@ InferenceService that is Ready) and prints how to use it. The same pieces back t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_operator.devcluster import LocalCluster
+from triton_operator.yamlio import dump_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -153,8 +155,8 @@ def dev_up(example: Path | None) -> int:
         _say(f"waiting for InferenceService {name} to be Ready")
         kubectl(cluster, "wait", "--for=condition=Ready", "--timeout=120s", f"inferenceservice/{name}")
         print(kubectl(cluster, "get", "inferenceservices", "-o", "wide"))
-        print(kubectl(cluster, "get", "inferenceservice", name, "-o", "jsonpath={.status}"))
-        print()
+        status = json.loads(kubectl(cluster, "get", "inferenceservice", name, "-o", "json")).get("status", {})
+        print(dump_yaml({"status": status}))
     print(f"export KUBECONFIG={cluster.kubeconfig}\nexport PATH={cluster.bin_dir}:$PATH")
     _say("`triton-operator dev down` stops everything")
     return 0
