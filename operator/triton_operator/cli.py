@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from triton_operator.api.crd import render_yaml
+from triton_operator.api.v1alpha1 import DEFAULT_TRITON_IMAGE
 from triton_operator.render import render_manifests
+from triton_operator.resources.meta import OperatorDefaults
 
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_HEALTH_PORT = 8081
@@ -29,7 +31,12 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         start_http_server(args.metrics_port)
-    memo = kopf.Memo(kubeconfig=args.kubeconfig, workers=args.workers, api_concurrency=args.api_concurrency)
+    memo = kopf.Memo(
+        kubeconfig=args.kubeconfig,
+        workers=args.workers,
+        api_concurrency=args.api_concurrency,
+        defaults=OperatorDefaults(triton_image=args.default_triton_image),
+    )
     asyncio.run(
         kopf.operator(
             standalone=True,
@@ -54,7 +61,7 @@ def _crds(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
     try:
-        sys.stdout.write(render_manifests(text))
+        sys.stdout.write(render_manifests(text, OperatorDefaults(triton_image=args.default_triton_image)))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -69,6 +76,15 @@ def _dev(args: argparse.Namespace) -> int:
     return dev_down()
 
 
+def _add_default_image(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--default-triton-image",
+        default=os.environ.get("TRITON_OPERATOR_DEFAULT_TRITON_IMAGE", DEFAULT_TRITON_IMAGE),
+        help="image for InferenceServices that set no spec.triton.image "
+        f"(env TRITON_OPERATOR_DEFAULT_TRITON_IMAGE; default {DEFAULT_TRITON_IMAGE})",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="triton-operator", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -80,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--api-concurrency", type=int, default=8, help="concurrent Kubernetes API requests (default 8)")
     run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="Prometheus metrics port, 0 to disable")
     run.add_argument("--health-port", type=int, default=DEFAULT_HEALTH_PORT, help="liveness endpoint port, 0 to disable")
+    _add_default_image(run)
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 
@@ -89,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="print exactly what would be applied for InferenceServices, offline")
     render.add_argument("-f", "--filename", required=True, help="manifest file with InferenceServices, or - for stdin")
+    _add_default_image(render)
     render.set_defaults(func=_render)
 
     dev = commands.add_parser("dev", help="a local cluster: control plane, fake GPU nodes and the operator")

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from triton_operator.reconciler import Kube, Reconciler, RetryLater
 from triton_operator.resources.children import ChildKind
+from triton_operator.resources.meta import DEFAULTS, OperatorDefaults
 from triton_operator.store import Key, Store, key_of, owner_key
 from triton_operator.workqueue import WorkQueue
 
@@ -33,10 +34,10 @@ SERVICES = Gauge("triton_operator_inferenceservices", "InferenceServices the ope
 class Controller:
     """Owns the store, the queue and the workers."""
 
-    def __init__(self, kube: Kube, workers: int = 8) -> None:
+    def __init__(self, kube: Kube, workers: int = 8, defaults: OperatorDefaults = DEFAULTS) -> None:
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.reconciler = Reconciler(kube, self.store)
+        self.reconciler = Reconciler(kube, self.store, defaults)
         self._worker_count = workers
         self._tasks: list[asyncio.Task[None]] = []
         QUEUE_DEPTH.set_function(lambda: len(self.queue))

@@ -23,7 +23,7 @@ from triton_operator.api.v1alpha1 import InferenceService, Phase
 from triton_operator.policy.observations import NodeObservation
 from triton_operator.policy.status import Observed, ready_condition, reduce_status, status_patch
 from triton_operator.resources.children import CHILD_KINDS, DEPLOYMENT, ChildKind, desired_children
-from triton_operator.resources.meta import Manifest
+from triton_operator.resources.meta import DEFAULTS, Manifest, OperatorDefaults
 from triton_operator.store import Key, Store
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,10 @@ class NodeCache:
 class Reconciler:
     """Turns the store's view of one InferenceService into API writes."""
 
-    def __init__(self, kube: Kube, store: Store) -> None:
+    def __init__(self, kube: Kube, store: Store, defaults: OperatorDefaults = DEFAULTS) -> None:
         self.kube = kube
         self.store = store
+        self.defaults = defaults
         self.nodes = NodeCache()
 
     async def reconcile(self, key: Key) -> None:
@@ -109,7 +110,7 @@ class Reconciler:
     async def _apply_children(self, key: Key, isvc: InferenceService) -> str | None:
         """Apply each child that differs from what is live, concurrently (a Service's ClusterIP allocation is
         slow and must not hold up the Deployment); delete children that should not exist."""
-        desired = desired_children(isvc)
+        desired = desired_children(isvc, self.defaults)
         stale = [m for m in desired.present() if not self.store.is_current(key, kind_of(m), digest(m))]
         outcomes = await asyncio.gather(*(self._apply_one(key, m) for m in stale), return_exceptions=True)
         for outcome in outcomes:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from triton_operator.api.v1alpha1 import API_VERSION, KIND, InferenceService
 from triton_operator.api.validation import cel_violations
 from triton_operator.resources.children import desired_children
+from triton_operator.resources.meta import DEFAULTS, OperatorDefaults
 from triton_operator.yamlio import dump_all_yaml, load_all_yaml
 
 UID_PLACEHOLDER = "<uid assigned by the API server>"
@@ -59,7 +60,7 @@ def parse_inference_service(document: dict[str, Any]) -> InferenceService:
     return isvc
 
 
-def render_manifests(text: str) -> str:
+def render_manifests(text: str, defaults: OperatorDefaults = DEFAULTS) -> str:
     """Every child of every InferenceService in a YAML stream, as one YAML stream."""
     rendered: list[dict[str, Any]] = []
     for index, document in enumerate(load_all_yaml(text)):
@@ -68,7 +69,7 @@ def render_manifests(text: str) -> str:
                 f"# skipped document {index}: {document.get('kind')} is not a {API_VERSION} {KIND}", file=sys.stderr
             )
             continue
-        rendered.extend(desired_children(parse_inference_service(document)).present())
+        rendered.extend(desired_children(parse_inference_service(document), defaults).present())
     if not rendered:
         raise ValueError(f"no {API_VERSION} {KIND} found")
     return dump_all_yaml(rendered)

@@ -9,6 +9,7 @@ import pytest
 from triton_operator.render import parse_inference_service
 from triton_operator.resources.children import DEPLOYMENT, PDB, SERVICE, desired_children
 from triton_operator.resources.deployment import build_deployment
+from triton_operator.resources.meta import OperatorDefaults
 
 
 def isvc(**spec: Any) -> Any:
@@ -217,3 +218,12 @@ def test_service_ports() -> None:
     assert service is not None
     assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", 8000), ("grpc", 8001), ("metrics", 8002)]
     assert service["spec"]["selector"] == {"serving.triton-operator.dev/inferenceservice": "m"}
+
+
+def test_the_operator_default_image_applies_unless_the_spec_names_one() -> None:
+    mirror = OperatorDefaults(triton_image="registry.internal/triton:25.10")
+    assert build_deployment(isvc(), mirror)["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.internal/triton:25.10"
+    own = build_deployment(isvc(triton={"image": "example.com/triton:1"}), mirror)
+    assert own["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/triton:1"
+    assert container()["image"] == "nvcr.io/nvidia/tritonserver:25.10-py3"
+    assert container()["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -306,10 +306,14 @@ class PullPolicy(StrEnum):
 class TritonSpec(ApiModel):
     """The Triton Inference Server container."""
 
-    image: str = Field(
-        default=DEFAULT_TRITON_IMAGE,
+    image: str | None = Field(
+        default=None,
         min_length=1,
-        description=f"Triton image. Default: {DEFAULT_TRITON_IMAGE}.",
+        max_length=512,
+        description=(
+            f"Triton image. Default: the operator's --default-triton-image, which defaults to {DEFAULT_TRITON_IMAGE} "
+            "(platform teams point it at a mirror)."
+        ),
     )
     image_pull_policy: PullPolicy | None = Field(
         default=None,

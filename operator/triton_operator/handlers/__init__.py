@@ -16,7 +16,7 @@ from triton_operator.adapters.kube import KubeAdapter, load_kube_config
 from triton_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from triton_operator.controller import Controller
 from triton_operator.resources.children import DEPLOYMENT, PDB, SERVICE, ChildKind
-from triton_operator.resources.meta import MANAGED_BY
+from triton_operator.resources.meta import DEFAULTS, MANAGED_BY
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
@@ -34,7 +34,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     kube = KubeAdapter(load_kube_config(memo.get("kubeconfig")), concurrency=memo.get("api_concurrency", 8))
-    controller = Controller(kube, workers=memo.get("workers", 8))
+    controller = Controller(kube, workers=memo.get("workers", 8), defaults=memo.get("defaults", DEFAULTS))
     controller.start()
     memo["kube"] = kube
     memo["controller"] = controller

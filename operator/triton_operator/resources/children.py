@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from triton_operator.api.v1alpha1 import InferenceService
 from triton_operator.resources.deployment import build_deployment
-from triton_operator.resources.meta import Manifest
+from triton_operator.resources.meta import DEFAULTS, Manifest, OperatorDefaults
 from triton_operator.resources.poddisruptionbudget import build_pod_disruption_budget
 from triton_operator.resources.service import build_service
 
@@ -41,11 +41,11 @@ class DesiredChildren:
         return [kind for kind in CHILD_KINDS if self.manifests.get(kind) is None]
 
 
-def desired_children(isvc: InferenceService) -> DesiredChildren:
-    """Build every child from the spec."""
+def desired_children(isvc: InferenceService, defaults: OperatorDefaults = DEFAULTS) -> DesiredChildren:
+    """Build every child from the spec and the operator's defaults."""
     return DesiredChildren(
         {
-            DEPLOYMENT: build_deployment(isvc),
+            DEPLOYMENT: build_deployment(isvc, defaults),
             SERVICE: build_service(isvc),
             PDB: build_pod_disruption_budget(isvc),
         }

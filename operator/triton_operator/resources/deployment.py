@@ -7,10 +7,12 @@ from typing import Any
 
 from triton_operator.api.v1alpha1 import InferenceService
 from triton_operator.resources.meta import (
+    DEFAULTS,
     GRPC_PORT,
     HTTP_PORT,
     METRICS_PORT,
     Manifest,
+    OperatorDefaults,
     labels,
     object_meta,
     selector_labels,
@@ -76,13 +78,14 @@ def container_resources(isvc: InferenceService) -> dict[str, Any]:
     return resources
 
 
-def triton_container(isvc: InferenceService, mount: RepositoryMount) -> dict[str, Any]:
-    """The one container of the pod."""
+def triton_container(isvc: InferenceService, mount: RepositoryMount, defaults: OperatorDefaults) -> dict[str, Any]:
+    """The one container of the pod. Its termination message falls back to the log's tail, so a Triton that
+    exits because a model failed to load leaves Triton's own words in the pod status (and so in ours)."""
     triton = isvc.spec.triton
     env = [e.model_dump(by_alias=True, exclude_none=True) for e in triton.env or []] + mount.env
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": triton.image,
+        "image": triton.image or defaults.triton_image,
         "args": triton_args(isvc, mount.path),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -91,6 +94,7 @@ def triton_container(isvc: InferenceService, mount: RepositoryMount) -> dict[str
         ],
         **probes(isvc),
         "volumeMounts": [*mount.volume_mounts, {"name": SHM_VOLUME, "mountPath": "/dev/shm"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if triton.image_pull_policy:
         container["imagePullPolicy"] = triton.image_pull_policy.value
@@ -104,12 +108,12 @@ def triton_container(isvc: InferenceService, mount: RepositoryMount) -> dict[str
     return container
 
 
-def pod_template(isvc: InferenceService) -> dict[str, Any]:
+def pod_template(isvc: InferenceService, defaults: OperatorDefaults) -> dict[str, Any]:
     """The pod: Triton, its volumes (the repository and a memory-backed /dev/shm for the python backend's
     shared-memory tensors, which outgrow the runtime's 64 MiB default) and the placement fields."""
     mount = repository_mount(isvc)
     spec: dict[str, Any] = {
-        "containers": [triton_container(isvc, mount)],
+        "containers": [triton_container(isvc, mount, defaults)],
         "volumes": [*mount.volumes, {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}}],
         "enableServiceLinks": False,
         **scheduling_fields(isvc),
@@ -120,12 +124,12 @@ def pod_template(isvc: InferenceService) -> dict[str, Any]:
     return {"metadata": {"labels": labels(isvc)}, "spec": spec}
 
 
-def build_deployment(isvc: InferenceService) -> Manifest:
+def build_deployment(isvc: InferenceService, defaults: OperatorDefaults = DEFAULTS) -> Manifest:
     """The Deployment. spec.replicas is left out when an autoscaler owns it, so that server-side apply
     never takes the replica count back from the autoscaler."""
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(isvc)},
-        "template": pod_template(isvc),
+        "template": pod_template(isvc, defaults),
         "progressDeadlineSeconds": isvc.spec.triton.startup_timeout_seconds + 120,
     }
     if not isvc.spec.autoscaled:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from triton_operator.api.v1alpha1 import API_VERSION, KIND, InferenceService
+from triton_operator.api.v1alpha1 import API_VERSION, DEFAULT_TRITON_IMAGE, KIND, InferenceService
 
 FIELD_MANAGER = "triton-operator"
 MANAGED_BY = "triton-operator"
@@ -14,6 +15,16 @@ GRPC_PORT = 8001
 METRICS_PORT = 8002
 
 Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OperatorDefaults:
+    """Defaults set by whoever runs the operator (its command line), not by each InferenceService."""
+
+    triton_image: str = DEFAULT_TRITON_IMAGE
+
+
+DEFAULTS = OperatorDefaults()
 
 
 def selector_labels(isvc: InferenceService) -> dict[str, str]:
