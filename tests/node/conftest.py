@@ -93,6 +93,9 @@ def build_go_image(source: Path, name: str, binary: str, **config: str) -> Path:
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         archive.replace(out)
+    for stale in images.glob(f"{slug}-*.tar"):  # built from older inputs: never used again
+        if stale != out:
+            stale.unlink(missing_ok=True)
     return out
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import sys
+import tarfile
 import time
 import urllib.request
 import uuid
@@ -21,10 +23,11 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.node.conftest import KEEP, plain, wait_for
-from triton_operator.devcluster import LocalCluster
+from triton_operator.devcluster import ClusterError, LocalCluster
 from triton_operator.devcluster import realnode as rn
+from triton_operator.devcluster.binaries import repo_root
 from triton_operator.devcluster.kwok import KWOK_NODE_ANNOTATION
-from triton_operator.devcluster.processes import ProcessRecord, is_alive
+from triton_operator.devcluster.processes import ProcessRecord, free_ports, is_alive
 
 pytestmark = pytest.mark.node
 
@@ -47,7 +50,10 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return pod["status"].get("phase") == "Running" and ("Ready", "True") in conditions
 
 
-def pause_pod(name: str) -> dict[str, Any]:
+def pause_pod(name: str, host_port: int | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "pause", "image": rn.PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent"}
+    if host_port is not None:  # the portmap plugin's DNAT chains (nothing listens: only the rules matter)
+        container["ports"] = [{"containerPort": 8080, "hostPort": host_port}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -55,16 +61,18 @@ def pause_pod(name: str) -> dict[str, Any]:
         "spec": {
             "nodeSelector": REAL_NODE_SELECTOR,
             "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "pause", "image": rn.PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent"}],
+            "containers": [container],
         },
     }
 
 
-def run_pause_pod(api: k8s.ApiClient, namespace: str, name: str) -> tuple[dict[str, Any], float]:
+def run_pause_pod(
+    api: k8s.ApiClient, namespace: str, name: str, host_port: int | None = None
+) -> tuple[dict[str, Any], float]:
     """Create a pause pod on the real node; return it once Running and Ready, with the seconds that took."""
     core = k8s.CoreV1Api(api)
     t0 = time.monotonic()
-    core.create_namespaced_pod(namespace, cast(Any, pause_pod(name)))
+    core.create_namespaced_pod(namespace, cast(Any, pause_pod(name, host_port)))
 
     def running() -> dict[str, Any] | None:
         pod: dict[str, Any] = plain(api, core.read_namespaced_pod(name, namespace))
@@ -240,6 +248,47 @@ def test_up_again_reuses_the_running_cluster_and_node(node_cluster: LocalCluster
     assert {p["name"] for p in after} >= {"containerd", "kubelet", "kube-proxy"}
 
 
+def test_a_second_real_node_is_refused_and_the_first_keeps_running(node_cluster: LocalCluster, tmp_path: Path) -> None:
+    other = LocalCluster(tmp_path / "state", name="second", real_node=True)
+    with pytest.raises(ClusterError, match=rf"{node_cluster.state_dir}.*holds bridge {rn.BRIDGE}"):
+        other.up()
+    other.down()
+    assert rn.bridge_owner() == node_cluster.state_dir
+    assert node_cluster.is_running()
+    assert not (tmp_path / "state").exists()
+
+
+def test_image_archives_are_deterministic_and_named_for_containerd(tmp_path: Path) -> None:
+    """Two builds from the same inputs give the same bytes (so re-imports are no-ops), and the index names the
+    image the way ``ctr import`` (io.containerd.image.name) and the OCI spec (ref.name: the tag) want."""
+    payload = tmp_path / "hello.txt"
+    payload.write_text("hello\n")
+    archives = []
+    for attempt in range(2):
+        out = tmp_path / f"image-{attempt}.tar"
+        payload.touch()  # a new mtime must not change the image
+        subprocess.run(
+            [sys.executable, str(repo_root() / "hack" / "oci_image.py"), "--file", f"{payload}=/etc/hello.txt",
+             "--name", "localhost/hello:1", "--cmd", '["cat", "/etc/hello.txt"]', "--env", "A=b",
+             "--threads", str(attempt + 1), "--out", str(out)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        archives.append(out.read_bytes())
+    assert archives[0] == archives[1]
+    with tarfile.open(tmp_path / "image-0.tar") as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        (manifest_ref,) = index["manifests"]
+        assert manifest_ref["annotations"] == {
+            "io.containerd.image.name": "localhost/hello:1",
+            "org.opencontainers.image.ref.name": "1",
+        }
+        manifest = json.load(tar.extractfile(f"blobs/sha256/{manifest_ref['digest'][7:]}"))  # type: ignore[arg-type]
+        config = json.load(tar.extractfile(f"blobs/sha256/{manifest['config']['digest'][7:]}"))  # type: ignore[arg-type]
+    assert config["config"]["Cmd"] == ["cat", "/etc/hello.txt"]
+    assert "A=b" in config["config"]["Env"]
+    assert any(e.startswith("PATH=") for e in config["config"]["Env"])
+
+
 def _host_snapshot(state_dir: Path) -> dict[str, Any]:
     """What the node leaves on this machine outside processes: devices, mounts, chains, routes, files."""
     routes = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True, check=False).stdout
@@ -255,8 +304,8 @@ def _host_snapshot(state_dir: Path) -> dict[str, Any]:
         "log_links": sorted(p.name for p in logs.iterdir() if str(state_dir) in str(p.resolve()))
         if logs.is_dir()
         else [],
-        "cgroups": [str(Path("/sys/fs/cgroup") / h / rn.CGROUP_ROOT.strip("/")) for h in ("memory", "cpu", "pids")
-                    if (Path("/sys/fs/cgroup") / h / rn.CGROUP_ROOT.strip("/")).exists()],
+        "device_plugin_socket": Path("/var/lib/kubelet/device-plugins/kubelet.sock").exists(),
+        "cgroups": [str(d) for d in rn.cgroup_dirs(rn.CGROUP_ROOT)],
     }  # fmt: skip
 
 
@@ -264,7 +313,9 @@ def test_down_leaves_no_process_device_mount_or_chain(node_cluster: LocalCluster
     """Runs last (see conftest): stops the session's cluster while a pod still runs on the node."""
     if KEEP:
         pytest.skip("TRITON_OPERATOR_KEEP_CLUSTER is set: the cluster is left running")
-    run_pause_pod(node_api, "default", f"still-running-{uuid.uuid4().hex[:6]}")
+    run_pause_pod(node_api, "default", f"still-running-{uuid.uuid4().hex[:6]}", host_port=free_ports(1)[0])
+    nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+    assert f'dnat name: \\"{rn.CNI_NETWORK}\\"' in nat, "the hostPort pod has portmap rules to clean up"
     veths = subprocess.run(
         ["ip", "-o", "link", "show", "master", rn.BRIDGE], capture_output=True, text=True, check=False
     ).stdout
@@ -274,6 +325,8 @@ def test_down_leaves_no_process_device_mount_or_chain(node_cluster: LocalCluster
     records = [ProcessRecord.from_json(p) for p in state["processes"]]
     sysctls_before = state["real_node"]["sysctls"]
     socket_path = state["real_node"]["containerd_socket"]
+    shim_sockets = list(rn.shims(socket_path).values())
+    assert shim_sockets, "the running pod has a shim"
     assert rn.mounts_under(node_cluster.state_dir), "a running pod has mounts (rootfs, netns) under the state dir"
 
     t0 = time.monotonic()
@@ -292,6 +345,7 @@ def test_down_leaves_no_process_device_mount_or_chain(node_cluster: LocalCluster
         "routes": [],
         "cni_results": [],
         "log_links": [],
+        "device_plugin_socket": Path("/var/lib/kubelet/device-plugins/kubelet.sock").exists(),
         "cgroups": [],
     }
     assert rn.read_sysctls(sysctls_before) == sysctls_before

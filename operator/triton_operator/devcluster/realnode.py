@@ -39,6 +39,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -73,9 +74,9 @@ NODE_IP = "10.88.0.1"
 CNI_NETWORK = "triton-operator-node"
 #: Filter chain that keeps pod traffic inside the machine.
 GUARD_CHAIN = "TRITON-NODE-GUARD"
-#: The kubelet's cgroup root in every cgroup v1 hierarchy.
+#: The kubelet's cgroup root (in every cgroup v1 hierarchy here), so down() removes exactly the node's cgroups.
 CGROUP_ROOT = "/triton-operator-node"
-CGROUP_V1 = Path("/sys/fs/cgroup")
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 NODE_BINARIES = ("kubelet", "kube-proxy")
@@ -241,8 +242,8 @@ def preflight(bin_dir: Path, layout: NodeLayout) -> list[str]:
     missing = missing_binaries(bin_dir, NODE_BINARIES)
     if missing:
         problems.append(f"{', '.join(missing)} missing from {bin_dir}: run hack/build-cluster-binaries.sh node")
-    if not (CGROUP_V1 / "memory").is_dir() and not (CGROUP_V1 / "cgroup.controllers").is_file():
-        problems.append(f"no cgroup hierarchy under {CGROUP_V1}")
+    if not _hierarchies():
+        problems.append(f"no cgroup hierarchy under {CGROUP_MOUNT}")
     if len(str(layout.containerd_socket)) + len(".ttrpc") > _MAX_SOCKET_PATH:
         problems.append(f"state directory path too long for a unix socket: {layout.containerd_socket}")
     return problems
@@ -698,49 +699,75 @@ def teardown_network(state: RealNodeState) -> None:
     _run(["iptables", "-w", "-X", GUARD_CHAIN], check=False)
 
 
+def _rules(tool: str, table: str) -> list[list[str]] | None:
+    """``<tool> -t <table> -S`` as argument lists (iptables quotes comments the way a shell would), or None."""
+    listed = _run([tool, "-w", "-t", table, "-S"], check=False)
+    if listed.returncode != 0:
+        return None
+    return [shlex.split(line) for line in listed.stdout.splitlines() if line.strip()]
+
+
+def _drop_chains(tool: str, table: str, rules: list[list[str]], doomed: set[str]) -> None:
+    """Delete every rule of another chain that jumps to a ``doomed`` chain, then flush and delete those."""
+    for rule in rules:
+        if len(rule) > 2 and rule[0] == "-A" and rule[1] not in doomed and any(w in doomed for w in rule[2:]):
+            _run([tool, "-w", "-t", table, "-D", *rule[1:]], check=False)
+    for chain in sorted(doomed):
+        _run([tool, "-w", "-t", table, "-F", chain], check=False)
+    for chain in sorted(doomed):
+        _run([tool, "-w", "-t", table, "-X", chain], check=False)
+
+
 def delete_kube_chains(tools: Iterable[str] = ("iptables", "ip6tables")) -> None:
     """Remove every ``KUBE-*`` chain (kube-proxy's and the kubelet's canaries) and the jumps to them.
 
     ``kube-proxy --cleanup`` removes its own chains first; this catches the kubelet's (``KUBE-IPTABLES-HINT``,
-    ``KUBE-KUBELET-CANARY``) and anything a crash left. One real node per machine, so ``KUBE-*`` is ours.
+    ``KUBE-KUBELET-CANARY``, ``KUBE-FIREWALL``) and anything a crash left. One real node per machine, so
+    ``KUBE-*`` is ours.
     """
     for tool in tools:
         if shutil.which(tool) is None:
             continue
         for table in _IPTABLES_TABLES:
-            listed = _run([tool, "-w", "-t", table, "-S"], check=False)
-            if listed.returncode != 0:
-                continue
-            lines = listed.stdout.splitlines()
-            chains = [line.split()[1] for line in lines if line.startswith("-N KUBE-")]
-            for line in lines:
-                words = line.split()
-                if (
-                    len(words) > 2
-                    and words[0] == "-A"
-                    and not words[1].startswith("KUBE-")
-                    and any(w.startswith("KUBE-") for w in words[2:])
-                ):
-                    _run([tool, "-w", "-t", table, "-D", *words[1:]], check=False)
-            for chain in chains:
-                _run([tool, "-w", "-t", table, "-F", chain], check=False)
-            for chain in chains:
-                _run([tool, "-w", "-t", table, "-X", chain], check=False)
+            rules = _rules(tool, table)
+            if rules:
+                doomed = {r[1] for r in rules if len(r) == 2 and r[0] == "-N" and r[1].startswith("KUBE-")}
+                _drop_chains(tool, table, rules, doomed)
+
+
+def delete_portmap_chains(network: str, tools: Iterable[str] = ("iptables", "ip6tables")) -> None:
+    """Remove the portmap plugin's rules for our CNI network's pods (hostPort), which it only removes on a
+    CNI DEL that a brute-force teardown never sends: the per-pod ``CNI-DN-*`` chains its ``CNI-HOSTPORT-DNAT``
+    entries (commented ``dnat name: "<network>"``) jump to, and the shared ``CNI-HOSTPORT-*`` chains once no
+    other network's pod uses them."""
+    marker = f'dnat name: "{network}"'
+    for tool in tools:
+        if shutil.which(tool) is None:
+            continue
+        rules = _rules(tool, "nat")
+        if not rules:
+            continue
+        ours = [r for r in rules if r[:2] == ["-A", "CNI-HOSTPORT-DNAT"] and any(marker in w for w in r)]
+        doomed = {r[r.index("-j") + 1] for r in ours if "-j" in r}
+        for rule in ours:
+            _run([tool, "-w", "-t", "nat", "-D", *rule[1:]], check=False)
+        _drop_chains(tool, "nat", [r for r in rules if r not in ours], doomed)
+        others = [r for r in rules if r[:2] == ["-A", "CNI-HOSTPORT-DNAT"] and r not in ours]
+        if not others:
+            shared = {r[1] for r in rules if len(r) == 2 and r[0] == "-N" and r[1].startswith("CNI-HOSTPORT-")}
+            _drop_chains(tool, "nat", [r for r in rules if r not in ours], shared)
 
 
 def kube_chains_left(tools: Iterable[str] = ("iptables", "ip6tables")) -> list[str]:
-    """``table/chain`` of every ``KUBE-*`` chain still present (for tests of ``down()``)."""
+    """``tool/table/chain`` of every ``KUBE-*`` or ``CNI-*`` chain still present (for tests of ``down()``)."""
     left: list[str] = []
     for tool in tools:
         if shutil.which(tool) is None:
             continue
         for table in _IPTABLES_TABLES:
-            listed = _run([tool, "-w", "-t", table, "-S"], check=False)
-            left += [
-                f"{tool}/{table}/{line.split()[1]}"
-                for line in listed.stdout.splitlines()
-                if line.startswith("-N KUBE-")
-            ]
+            for rule in _rules(tool, table) or []:
+                if len(rule) == 2 and rule[0] == "-N" and rule[1].startswith(("KUBE-", "CNI-")):
+                    left.append(f"{tool}/{table}/{rule[1]}")
     return left
 
 
@@ -792,34 +819,43 @@ def unmount_all(directory: Path, attempts: int = 5) -> list[Path]:
     return mounts_under(directory)
 
 
-def _cgroup_dirs(cgroup_root: str) -> list[Path]:
-    rel = cgroup_root.strip("/")
-    if not rel or not CGROUP_V1.is_dir():
+def _hierarchies() -> list[Path]:
+    """The cgroup hierarchies to make the node's root in: the one unified tree on cgroup v2; on v1 (this
+    project's machines) every mounted controller, and the hybrid ``unified`` tree when there is one."""
+    if (CGROUP_MOUNT / "cgroup.controllers").exists():
+        return [CGROUP_MOUNT]
+    if not CGROUP_MOUNT.is_dir():
         return []
-    return [h / rel for h in sorted(CGROUP_V1.iterdir()) if (h / rel).is_dir()]
+    return [h for h in sorted(CGROUP_MOUNT.iterdir()) if h.is_dir() and (h / "cgroup.procs").exists()]
+
+
+def cgroup_dirs(cgroup_root: str) -> list[Path]:
+    """The node's cgroup root directories that exist, one per hierarchy."""
+    rel = cgroup_root.strip("/")
+    if not rel:
+        return []
+    return [h / rel for h in _hierarchies() if (h / rel).is_dir()]
 
 
 def prepare_cgroups(cgroup_root: str) -> None:
-    """Create the kubelet's cgroup root in every v1 hierarchy (the kubelet requires it to exist).
+    """Create the kubelet's cgroup root in every hierarchy (the kubelet requires it to exist).
 
-    A new cpuset cgroup starts with no CPUs and no memory nodes; they are copied from the parent so the
+    A new v1 cpuset cgroup starts with no CPUs and no memory nodes; they are copied from the parent so the
     kubelet (and runc below it) can use it.
     """
     rel = cgroup_root.strip("/")
-    for hierarchy in sorted(CGROUP_V1.iterdir()):
-        if not hierarchy.is_dir() or not (hierarchy / "cgroup.procs").exists():
-            continue
+    for hierarchy in _hierarchies():
         target = hierarchy / rel
         target.mkdir(exist_ok=True)
         for name in ("cpuset.cpus", "cpuset.mems"):
             parent = hierarchy / name
-            if parent.exists() and not (target / name).read_text().strip():
+            if parent.exists() and (target / name).exists() and not (target / name).read_text().strip():
                 (target / name).write_text(parent.read_text())
 
 
 def _cgroup_pids(cgroup_root: str) -> set[int]:
     pids: set[int] = set()
-    for top in _cgroup_dirs(cgroup_root):
+    for top in cgroup_dirs(cgroup_root):
         for procs in top.rglob("cgroup.procs"):
             with contextlib.suppress(OSError, ValueError):
                 pids.update(int(p) for p in procs.read_text().split())
@@ -842,7 +878,7 @@ def kill_cgroup(cgroup_root: str, timeout: float = 10.0) -> set[int]:
 def remove_cgroups(cgroup_root: str) -> list[Path]:
     """rmdir the node's cgroup trees bottom-up; returns what could not be removed."""
     left: list[Path] = []
-    for top in _cgroup_dirs(cgroup_root):
+    for top in cgroup_dirs(cgroup_root):
         for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 d.rmdir()
@@ -892,7 +928,7 @@ def remove_containers(socket_path: str) -> None:
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
 
 
-def _shims(socket_path: str) -> dict[int, Path]:
+def shims(socket_path: str) -> dict[int, Path]:
     """containerd-shim-runc-v2 processes started by *our* containerd (their ``-address`` is our socket), each
     with the socket it listens on: ``/run/containerd/s/<sha256 of "<address>/<namespace>/<id>">``, which is
     containerd 1.6's ``shim.SocketAddress``."""
@@ -914,24 +950,24 @@ def _shims(socket_path: str) -> dict[int, Path]:
 
 def shim_pids(socket_path: str) -> list[int]:
     """Pids of the shims our containerd started that still run."""
-    return sorted(_shims(socket_path))
+    return sorted(shims(socket_path))
 
 
 def kill_shims(socket_path: str, timeout: float = 5.0) -> list[int]:
     """SIGKILL shims of our containerd that are still running (containerd died or did not clean up), and
     remove the sockets they leave behind in /run/containerd/s; returns the pids that survived."""
     deadline = time.monotonic() + timeout
-    shims = _shims(socket_path)
-    sockets = set(shims.values())
-    while shims and time.monotonic() < deadline:
-        for pid in shims:
+    running = shims(socket_path)
+    sockets = set(running.values())
+    while running and time.monotonic() < deadline:
+        for pid in running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
-        shims = _shims(socket_path)
+        running = shims(socket_path)
     for sock in sockets:
         sock.unlink(missing_ok=True)
-    return sorted(shims)
+    return sorted(running)
 
 
 # ---- the API side --------------------------------------------------------------------------------------------
@@ -996,9 +1032,9 @@ def teardown(
     remove_containers(state.containerd_socket)
     if stop_processes([r for r in mine if r.name == "containerd"], popens=popens, grace_seconds=10.0):
         problems.append("containerd did not stop")
-    shims = kill_shims(state.containerd_socket)
-    if shims:
-        problems.append(f"containerd shims {shims} did not stop")
+    survivors = kill_shims(state.containerd_socket)
+    if survivors:
+        problems.append(f"containerd shims {survivors} did not stop")
     left = kill_cgroup(state.cgroup_root)
     if left:
         problems.append(f"container processes {sorted(left)} did not stop")
@@ -1018,6 +1054,7 @@ def teardown(
     if kube_proxy.is_file():
         _run([str(kube_proxy), "--cleanup", "--v=0"], check=False, timeout=60)
     delete_kube_chains()
+    delete_portmap_chains(state.cni_network)
     _remove_host_leftovers(layout, state)
     cgroups_left = remove_cgroups(state.cgroup_root)
     if cgroups_left:
