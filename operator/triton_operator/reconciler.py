@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from triton_operator.api.v1alpha1 import InferenceService, Phase
 from triton_operator.policy.observations import NodeObservation
-from triton_operator.policy.status import Observed, ready_condition, reduce_status, status_patch
+from triton_operator.policy.status import RESTARTED, Observed, ready_condition, reduce_status, status_patch
 from triton_operator.resources.children import CHILD_KINDS, DEPLOYMENT, ChildKind, desired_children
 from triton_operator.resources.meta import DEFAULTS, Manifest, OperatorDefaults
 from triton_operator.store import Key, Store
@@ -191,8 +191,8 @@ class Reconciler:
         if previous.get("phase") == new.get("phase") and before.get("reason") == after.get("reason"):
             return
         phase = str(new.get("phase"))
-        event_type = "Warning" if phase in WARNING_PHASES else "Normal"
         reason = str(after.get("reason") or phase)
+        event_type = "Warning" if phase in WARNING_PHASES or reason == RESTARTED else "Normal"
         try:
             await self.kube.post_event(body, event_type, reason, f"{phase}: {after.get('message', '')}")
         except DynamicApiError as error:  # an event is informative; losing one must not fail the reconcile

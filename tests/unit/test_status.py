@@ -134,11 +134,26 @@ RUNNING = PodObservation("p-1", scheduled=True, ready=False)
         ),
         ({}, Observed(deployment=deployment(ready=1, observed_generation=0)), "Loading", "Loading", "1 of 1"),
         ({}, Observed(deployment=deployment(ready=0, replica_failure="exceeded quota")), "Failed", "ReplicaFailure", "exceeded quota"),
+        (
+            {},
+            Observed(deployment=deployment(), pods=[PodObservation("p-1", True, False, restart_count=1, last_termination_message="Error")]),
+            "Loading",
+            "ContainerRestarted",
+            "pod p-1 restarted (1 restarts) (last exit: Error); 0 of 1 replicas ready",
+        ),
+        (
+            {"replicas": 2},
+            Observed(deployment=deployment(want=2, ready=1), pods=[PodObservation("p-2", True, False, restart_count=3)]),
+            "Degraded",
+            "ContainerRestarted",
+            "pod p-2 restarted (3 restarts); 1 of 2 replicas ready",
+        ),
     ],
     ids=[
         "apply-failed", "no-deployment", "loading", "ready", "unknown-product", "too-many-gpus", "missing-mig",
         "selector-matches-nothing", "gpus-busy", "partly-unschedulable", "image-pull", "crash-loop-beside-ready",
         "deadline", "rolling", "scaled-to-zero", "autoscaled-ready", "deployment-not-observed", "replica-failure",
+        "restarted-alone", "restarted-beside-ready",
     ],
 )
 def test_verdict(spec: dict[str, Any], observed: Observed, phase: str, reason: str, message_part: str) -> None:

@@ -22,6 +22,7 @@ PODS_SCHEDULED = "PodsScheduled"
 AVAILABLE = "Available"
 READY = "Ready"
 OWNED_CONDITIONS = (RECONCILED, PODS_SCHEDULED, AVAILABLE, READY)
+RESTARTED = "ContainerRestarted"
 
 # The status keys this reducer owns; others (models, autoscaler) belong to other writers.
 OWNED_KEYS = ("observedGeneration", "conditions", "phase", "replicas", "readyReplicas", "selector", "url", "grpcUrl")
@@ -92,6 +93,15 @@ def verdict(isvc: InferenceService, observed: Observed) -> Verdict:
         return Verdict(Phase.DEGRADED, stuck[0].waiting_reason or "PodFailing", _stuck_message(stuck[0]))
     if ready >= want and deployment.rolled_out and deployment.observed_generation >= deployment.generation:
         return Verdict(Phase.READY, "AllReplicasReady", f"{ready} of {want} replicas ready")
+    restarted = [p for p in live_pods if p.restart_count > 0 and not p.ready]
+    if restarted:
+        pod = restarted[0]
+        last = f" (last exit: {pod.last_termination_message})" if pod.last_termination_message else ""
+        return Verdict(
+            Phase.LOADING if ready == 0 else Phase.DEGRADED,
+            RESTARTED,
+            f"pod {pod.name} restarted ({pod.restart_count} restarts){last}; {ready} of {want} replicas ready",
+        )
     if ready == 0 or not deployment.rolled_out:
         return Verdict(Phase.LOADING, "Loading", f"{ready} of {want} replicas ready; Triton is starting and loading models")
     return Verdict(Phase.DEGRADED, "ReplicasNotReady", f"{ready} of {want} replicas ready")
