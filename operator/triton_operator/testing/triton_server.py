@@ -173,14 +173,22 @@ class TritonServer:
     model-repository API. ``extra_args`` are passed last and may override the defaults below, but not the flags
     this class owns (ports, addresses, repositories, control mode, load-model).
 
-    Defaults chosen for tests: ``--exit-timeout-secs=5`` (a stop never waits 30 s for in-flight requests), and in
-    poll mode ``--repository-poll-secs=1`` (Triton only notices SIGTERM between polls, so the default 15 s poll
-    made every stop take up to 15 s; it also lets tests see repository edits quickly).
+    Defaults chosen for tests (``extra_args`` may repeat a flag to override it: Triton keeps the last value):
+    ``--exit-timeout-secs=5``, because Triton's shutdown waits that long for in-flight requests and for open HTTP
+    client connections (close clients, or every stop takes the full timeout); in poll mode
+    ``--repository-poll-secs=1``, because Triton notices SIGTERM only between polls (the default 15 s poll made
+    every stop take up to 15 s), and tests see repository edits quickly.
 
-    ``wait_for`` picks the health endpoint that means "started": ``ready`` (all models loaded; the default) or
-    ``live`` (the default in explicit mode without ``load_models``, and what to use when a model is expected to
-    fail: with strict readiness a failed model keeps the server unready forever).
+    ``wait_for`` picks the health endpoint that means "started": ``ready`` (every model that should load has; the
+    default) or ``live`` (the default in explicit mode without ``load_models``). Triton's behaviour with a model
+    that cannot load decides which to use: in none/poll mode Triton exits at startup (``--exit-on-error``), which
+    :meth:`start` reports with the log; in explicit mode the server stays live but unready until that model loads
+    successfully, even after it is unloaded.
     """
+
+    #: every endpoint binds here only: nothing is reachable from beyond the machine, and no port clash with a
+    #: service on another address
+    host = "127.0.0.1"
 
     def __init__(
         self,
@@ -232,8 +240,6 @@ class TritonServer:
         self.startup_seconds: float | None = None
 
     # -- addresses -------------------------------------------------------------------------------------------
-
-    host = "127.0.0.1"
 
     @property
     def http_address(self) -> str:
@@ -321,8 +327,9 @@ class TritonServer:
 
     def _spawn_and_wait(self) -> None:
         assert self.log_path is not None
-        # No __pycache__ written into model repositories (often a source tree, or read-only in an image).
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **self._env}
+        # (PYTHONDONTWRITEBYTECODE would not help: the python-backend stub's embedded interpreter ignores the
+        # environment, so model.py leaves a __pycache__ beside it; .gitignore and the image build skip those.)
+        env = {**os.environ, **self._env}
         argv = self.argv()
         started = time.monotonic()
         with self.log_path.open("ab") as log:
@@ -394,26 +401,25 @@ class TritonServer:
     def stop(self) -> int | None:
         """Stop Triton and every process it started; returns its exit code (None if it was never started).
 
-        SIGTERM to the process group lets Triton unload models and remove its shared-memory regions; whatever is
-        left after ``stop_timeout`` is SIGKILLed, stubs included (they would otherwise outlive a killed server).
+        Like the kubelet, SIGTERM goes to Triton alone: it unloads its models, which ends their stub processes and
+        removes their shared-memory regions. If it has not exited after ``stop_timeout``, its whole process group
+        is SIGKILLed; stubs still alive a few seconds after Triton (a stub outlives a killed server until its
+        parent check notices) are SIGKILLed by pid.
         """
         proc = self._proc
         if proc is None:
             return None
         stubs = _descendants(proc.pid) if proc.poll() is None else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        # The group is gone with its leader only if every member exited; stubs that escaped it are killed by pid.
         deadline = time.monotonic() + 5
-        while (left := [p for p in stubs if Path(f"/proc/{p}").exists() and not _is_zombie(p)]) and (
-            time.monotonic() < deadline
-        ):
+        while (left := [p for p in stubs if not _is_gone(p)]) and time.monotonic() < deadline:
             time.sleep(0.05)
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -470,7 +476,8 @@ class TritonServer:
         return f"TritonServer({[str(r) for r in self.model_repositories]}, http={self.http_address}, {state})"
 
 
-def _is_zombie(pid: int) -> bool:
+def _is_gone(pid: int) -> bool:
+    """True if ``pid`` no longer runs (no such process, or a zombie waiting for a parent that is not us)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
