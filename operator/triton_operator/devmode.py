@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_operator.devcluster import LocalCluster
-from triton_operator.yamlio import dump_yaml
+from triton_operator.devcluster.inference import infer_identity
+from triton_operator.devcluster.workloads import model_claim_manifests, triton_image
+from triton_operator.yamlio import dump_all_yaml, dump_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -139,24 +141,32 @@ def _alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
 
 
 def dev_up(example: Path | None) -> int:
-    """Cluster, CRD, operator, and optionally an example applied and waited for."""
-    cluster = LocalCluster()
+    """Cluster with the real node, CRD, CPU Triton image, model claim, operator; then the example applied,
+    waited for, and asked for a real inference through its Service."""
+    cluster = LocalCluster(real_node=True)
     cluster.up()
     install_crds(cluster)
+    _say("building (or reusing) the CPU Triton image")
+    image = triton_image(cluster)
+    kubectl(cluster, "apply", "-f", "-", input_text=dump_all_yaml(model_claim_manifests(cluster, "default")))
     operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_port())
     if _read_pid(operator.pid_file) and _alive(_read_pid(operator.pid_file) or 0, None):
         _say("the operator is already running")
     else:
-        operator.start(detached=True)
+        operator.start(detached=True, extra_args=(f"--default-triton-image={image}",))
         _say(f"operator running (pid {operator.process.pid if operator.process else '?'}, log {operator.log_path})")
     if example and str(example):
         kubectl(cluster, "apply", "-f", str(example))
         name = _name_in(example)
-        _say(f"waiting for InferenceService {name} to be Ready")
-        kubectl(cluster, "wait", "--for=condition=Ready", "--timeout=120s", f"inferenceservice/{name}")
+        _say(f"waiting for InferenceService {name} to be Ready (Triton starts on the real node)")
+        kubectl(cluster, "wait", "--for=condition=Ready", "--timeout=300s", f"inferenceservice/{name}")
         print(kubectl(cluster, "get", "inferenceservices", "-o", "wide"))
         status = json.loads(kubectl(cluster, "get", "inferenceservice", name, "-o", "json")).get("status", {})
         print(dump_yaml({"status": status}))
+        cluster_ip = kubectl(cluster, "get", "service", name, "-o", "jsonpath={.spec.clusterIP}")
+        sent = (1.0, 2.0, 3.0, 4.0)
+        answer = infer_identity(cluster_ip, "http", sent)
+        print(f"inference: identity{list(sent)} -> {answer}, answered by Triton in a pod of {name} via {cluster_ip}:8000")
     print(f"export KUBECONFIG={cluster.kubeconfig}\nexport PATH={cluster.bin_dir}:$PATH")
     _say("`triton-operator dev down` stops everything")
     return 0
@@ -173,7 +183,7 @@ def _name_in(manifest: Path) -> str:
 
 def dev_down() -> int:
     """Operator, then cluster."""
-    cluster = LocalCluster()
+    cluster = LocalCluster(real_node=True)
     OperatorProcess(cluster, cluster.logs_dir / "operator.log", 0).stop()
     cluster.down()
     _say("local cluster stopped")

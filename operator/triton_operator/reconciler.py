@@ -13,16 +13,19 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from triton_operator.api.v1alpha1 import InferenceService, Phase
-from triton_operator.policy.observations import NodeObservation
+from triton_operator.policy.observations import NodeObservation, PodObservation
 from triton_operator.policy.status import RESTARTED, Observed, ready_condition, reduce_status, status_patch
+from triton_operator.policy.triton_log import explain_triton_exit
 from triton_operator.resources.children import CHILD_KINDS, DEPLOYMENT, ChildKind, desired_children
+from triton_operator.resources.deployment import CONTAINER_NAME
 from triton_operator.resources.meta import DEFAULTS, Manifest, OperatorDefaults
 from triton_operator.store import Key, Store
 
@@ -39,6 +42,7 @@ class Kube(Protocol):
     async def delete(self, kind: ChildKind, namespace: str, name: str) -> None: ...
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     async def list_nodes(self) -> list[dict[str, Any]]: ...
+    async def read_previous_log(self, namespace: str, pod: str, container: str, tail_lines: int = 400) -> str: ...
     async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
 
@@ -90,10 +94,13 @@ class Reconciler:
         self.store = store
         self.defaults = defaults
         self.nodes = NodeCache()
+        # Per InferenceService: (pod, restart count) -> Triton's explanation of that exit, read once.
+        self.exits: dict[Key, dict[tuple[str, int], str | None]] = {}
 
     async def reconcile(self, key: Key) -> None:
         body = self.store.services.get(key)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self.exits.pop(key, None)
             return  # gone or going: garbage collection removes the children
         try:
             isvc = InferenceService.model_validate(body)
@@ -135,7 +142,7 @@ class Reconciler:
 
     async def _write_status(self, key: Key, isvc: InferenceService, apply_error: str | None) -> None:
         deployment_record = self.store.child(DEPLOYMENT, key)
-        pods = self.store.pods_of(key)
+        pods = await self._with_exit_reasons(key, self.store.pods_of(key))
         needs_nodes = any(not pod.scheduled and not pod.deleting for pod in pods)
         observed = Observed(
             apply_error=apply_error,
@@ -147,6 +154,34 @@ class Reconciler:
         previous = body.get("status") or {}
         new = reduce_status(isvc, observed, previous, now_rfc3339())
         await self._patch_status(key, body, previous, new)
+
+    async def _with_exit_reasons(self, key: Key, pods: list[PodObservation]) -> list[PodObservation]:
+        """Pods whose Triton exited carry Triton's own reason (from the previous run's log), read once per exit."""
+        known = self.exits.get(key, {})
+        current: dict[tuple[str, int], str | None] = {}
+        result = []
+        for pod in pods:
+            exit_id = (pod.name, pod.restart_count)
+            if pod.restart_count == 0 or pod.ready:
+                result.append(pod)
+                continue
+            if exit_id not in known:
+                known[exit_id] = await self._explain_exit(key[0], pod.name)
+            current[exit_id] = known[exit_id]
+            reason = current[exit_id]
+            result.append(replace(pod, last_termination_message=reason) if reason else pod)
+        if current:
+            self.exits[key] = current
+        else:
+            self.exits.pop(key, None)
+        return result
+
+    async def _explain_exit(self, namespace: str, pod: str) -> str | None:
+        try:
+            return explain_triton_exit(await self.kube.read_previous_log(namespace, pod, CONTAINER_NAME))
+        except (DynamicApiError, ApiException) as error:  # no previous log (yet): keep the kubelet's words
+            log.debug("no previous log for %s/%s: %s", namespace, pod, error)
+            return None
 
     async def _write_status_for_invalid(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
         problems = "; ".join(

@@ -116,7 +116,16 @@ RUNNING = PodObservation("p-1", scheduled=True, ready=False)
             {"replicas": 2},
             Observed(
                 deployment=deployment(want=2, ready=1),
-                pods=[PodObservation("p-2", True, False, waiting_reason="CrashLoopBackOff", last_termination_message="model failed")],
+                pods=[
+                    PodObservation(
+                        "p-2",
+                        True,
+                        False,
+                        waiting_reason="CrashLoopBackOff",
+                        waiting_message="back-off 10s restarting failed container",
+                        last_termination_message="model failed",
+                    )
+                ],
             ),
             "Degraded",
             "CrashLoopBackOff",

@@ -62,6 +62,7 @@ class KubeAdapter:
         # Rebuild the pool manager so the new size takes effect.
         api_client.rest_client = type(api_client.rest_client)(api_client.configuration)
         self._dynamic = DynamicClient(api_client)
+        self._core = k8s_client.CoreV1Api(api_client)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kube")
         self._resources: dict[tuple[str, str], Any] = {}
 
@@ -114,6 +115,19 @@ class KubeAdapter:
         """All nodes, as plain dicts (read only when pods cannot be scheduled)."""
         result = await self._run(self._dynamic.get, self._resource("v1", "Node"), serializer=_plain)
         return list(result.get("items") or [])
+
+    async def read_previous_log(self, namespace: str, pod: str, container: str, tail_lines: int = 400) -> str:
+        """The end of the log of a container's previous run (the one that exited)."""
+        text = await self._run(
+            self._core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            previous=True,
+            tail_lines=tail_lines,
+            _request_timeout=10,
+        )
+        return str(text)
 
     async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the InferenceService, as ``kubectl describe`` shows them."""

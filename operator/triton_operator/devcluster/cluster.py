@@ -233,7 +233,7 @@ class LocalCluster:
             self._wait({"kube-apiserver": lambda: api.healthy("/readyz")}, t0, timeout=90)
             self._spawn("kube-controller-manager", cp.controller_manager_argv(bin_dir, layout, ports, pki))
             self._spawn("kube-scheduler", cp.scheduler_argv(bin_dir, layout, ports, pki))
-            nodes = default_nodes()
+            nodes = default_nodes(cpu_nodes=node is None)
             register_nodes(api, nodes)
             self._spawn("kwok", kwok_argv(bin_dir, layout.component_kubeconfig("kwok"), layout.kwok_config))
             node_detail: list[str] = []

@@ -67,11 +67,13 @@ def _gpu_node(name: str, product: str) -> FakeNode:
     )
 
 
-def default_nodes() -> list[FakeNode]:
-    """4 A100 nodes, 2 H100 nodes (8 GPUs each, tainted) and 2 CPU-only nodes."""
+def default_nodes(cpu_nodes: bool = True) -> list[FakeNode]:
+    """4 A100 nodes, 2 H100 nodes (8 GPUs each, tainted) and, unless a real node takes their place (then CPU pods
+    must land on it, not on a node that only pretends to run them), 2 CPU-only nodes."""
     nodes = [_gpu_node(f"gpu-a100-{i}", A100) for i in range(4)]
     nodes += [_gpu_node(f"gpu-h100-{i}", H100) for i in range(2)]
-    nodes += [FakeNode(f"cpu-{i}", {"cpu": "32", "memory": "128Gi", "pods": "250"}) for i in range(2)]
+    if cpu_nodes:
+        nodes += [FakeNode(f"cpu-{i}", {"cpu": "32", "memory": "128Gi", "pods": "250"}) for i in range(2)]
     return nodes
 
 

@@ -55,7 +55,12 @@ def desired_replicas(isvc: InferenceService, deployment: DeploymentObservation |
 
 
 def _stuck_message(pod: PodObservation) -> str:
-    detail = pod.waiting_message or pod.last_termination_message or ""
+    """For a crash loop, why the container exited (the back-off notice says nothing); otherwise the kubelet's
+    message (e.g. which image could not be pulled)."""
+    if pod.waiting_reason == "CrashLoopBackOff" and pod.last_termination_message:
+        detail = pod.last_termination_message
+    else:
+        detail = pod.waiting_message or pod.last_termination_message or ""
     return f"pod {pod.name}: {pod.waiting_reason}" + (f": {detail}" if detail else "")
 
 
