@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo down test test-unit lint crds binaries bench clean
+.PHONY: help demo down test test-unit lint crds binaries prereqs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 binaries:  ## build (or reuse) the cached etcd, Kubernetes, kwok binaries
 	hack/build-cluster-binaries.sh all
 
-demo: $(STAMP) binaries  ## local cluster + operator + examples/quickstart.yaml applied, Ready, status printed
+prereqs: binaries  ## everything the test tiers run: node packages (apt, as root), host Triton, CPU Triton image
+	hack/install-node-packages.sh
+	hack/install-triton-host.sh >/dev/null
+	hack/build-triton-image.sh >/dev/null
+
+demo: $(STAMP) prereqs  ## local cluster + real node + operator; quickstart applied, Ready, status, a real inference
 	$(BIN)/triton-operator dev up --example examples/quickstart.yaml
 
 down: $(STAMP)  ## stop everything `make demo` started
@@ -32,7 +37,7 @@ lint: $(STAMP)  ## ruff and mypy
 test-unit: $(STAMP)  ## the fast tier only
 	$(BIN)/python -m pytest -m unit -q
 
-test: $(STAMP) binaries lint  ## everything: lint, types, every test tier
+test: $(STAMP) prereqs lint  ## everything: lint, types, every test tier
 	$(BIN)/python -m pytest -q
 
 crds: $(STAMP)  ## regenerate crds/ from the API models

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster.inference import infer_identity
-from triton_operator.devcluster.workloads import model_claim_manifests, triton_image
+from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
 from triton_operator.yamlio import dump_all_yaml, dump_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +149,7 @@ def dev_up(example: Path | None) -> int:
     _say("building (or reusing) the CPU Triton image")
     image = triton_image(cluster)
     kubectl(cluster, "apply", "-f", "-", input_text=dump_all_yaml(model_claim_manifests(cluster, "default")))
+    kubectl(cluster, "wait", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s", f"pvc/{MODEL_CLAIM}")
     operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_port())
     if _read_pid(operator.pid_file) and _alive(_read_pid(operator.pid_file) or 0, None):
         _say("the operator is already running")

@@ -100,9 +100,13 @@ def test_real_node_joins_ready_untainted_with_label_and_pod_cidr(
     assert rn.PAUSE_IMAGE in [n for image in node["status"].get("images", []) for n in image["names"]]
     state = json.loads((node_cluster.state_dir / "state.json").read_text())
     print(f"\n[node tier] real node joined (kubelet start -> Ready) in {state['real_node_join_seconds']} s")
-    # The fake GPU nodes are still kwok's, Ready, beside it.
+    # The fake GPU nodes are still kwok's, Ready, beside it; no fake CPU node competes with it for CPU pods.
     fake = plain(node_api, k8s.CoreV1Api(node_api).list_node(label_selector="type=kwok"))["items"]
-    assert len(fake) == 8
+    assert sorted(n["metadata"]["name"] for n in fake) == [
+        *(f"gpu-a100-{i}" for i in range(4)),
+        "gpu-h100-0",
+        "gpu-h100-1",
+    ]
     assert all(
         {"type": "Ready", "status": "True"}.items() <= c.items()
         for n in fake

@@ -18,10 +18,11 @@ from tests.cluster.helpers import ISVC, POD, Kube, isvc_manifest, wait_for
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster import realnode as rn
 from triton_operator.devcluster.inference import infer_identity
-from triton_operator.devcluster.workloads import model_claim_manifests, triton_image
+from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
 from triton_operator.devmode import OperatorProcess, free_port, install_crds
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+CLAIM = ("v1", "PersistentVolumeClaim")
 BROKEN_MESSAGE = "broken model: initialize() raises on purpose"
 
 
@@ -51,6 +52,10 @@ def kube(
     kube = Kube(node_api, node_cluster, node_namespace)
     for manifest in model_claim_manifests(node_cluster, node_namespace):
         kube.create(manifest)
+    # Bound before the tests start, so their timings are Triton's, not the volume binder's.
+    wait_for(
+        "model claim bound", lambda: (kube.get(CLAIM, MODEL_CLAIM) or {}).get("status", {}).get("phase") == "Bound"
+    )
     return kube
 
 
