@@ -124,7 +124,8 @@ class Reconciler:
             if isinstance(outcome, BaseException):
                 raise outcome
         for kind in desired.absent():
-            if self.store.child(kind, key) is not None:
+            child = self.store.child(kind, key)
+            if child is not None and child.controlled:  # never delete what another controller owns
                 await self.kube.delete(kind, *key)
         return next((o for o in outcomes if isinstance(o, str)), None)
 
