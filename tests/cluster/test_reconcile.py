@@ -164,6 +164,8 @@ def test_kubectl_scale_works_when_autoscaling_is_off(kube: Kube) -> None:
     scale = json.loads(kube.kubectl("get", "--raw", f"/apis/serving.triton-operator.dev/v1alpha1/namespaces/{kube.namespace}/inferenceservices/scaled/scale").stdout)
     assert scale["status"] == {"replicas": 3, "selector": "serving.triton-operator.dev/inferenceservice=scaled"}
     assert kube.get(PDB, "scaled") is not None  # more than one replica now
+    kube.kubectl("scale", "inferenceservice/scaled", "--replicas=1")
+    wait_for("disruption budget removed at one replica", lambda: kube.get(PDB, "scaled") is None)
 
 
 def test_with_autoscaling_the_operator_leaves_deployment_replicas_alone(kube: Kube) -> None:
