@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
@@ -87,10 +88,15 @@ class Seen:
 
 
 def watch_in_background(list_fn: Callable[..., Any], on_event: Callable[[dict[str, Any]], None], **kwargs: Any) -> None:
+    """Follow a watch in a daemon thread; it ends quietly when the cluster goes away at the end of the run."""
+
     def loop() -> None:
         while True:
-            for event in k8s_watch.Watch().stream(list_fn, timeout_seconds=300, **kwargs):
-                on_event(event)
+            try:
+                for event in k8s_watch.Watch().stream(list_fn, timeout_seconds=300, **kwargs):
+                    on_event(event)
+            except (OSError, urllib3.exceptions.HTTPError, k8s.ApiException):
+                return
 
     threading.Thread(target=loop, daemon=True).start()
 

@@ -649,7 +649,7 @@ class ModelStatus(ApiModel):
 
     name: str = Field(description="Model name.")
     version: str | None = Field(default=None, description="Loaded version.")
-    state: str = Field(description="READY, LOADING, UNAVAILABLE or UNKNOWN.")
+    state: str = Field(description="READY, LOADING, UNAVAILABLE, DEGRADED (ready on some replicas only) or UNKNOWN.")
     reason: str | None = Field(default=None, description="Why the model is not ready, in Triton's words.")
 
 
