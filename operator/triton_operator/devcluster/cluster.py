@@ -178,6 +178,28 @@ class LocalCluster:
                     self._stop_all()
                     raise
 
+    def restart(self, component: str, timeout: float = 60.0) -> None:
+        """Stop one component and start it again with the same command line, as a crash and a supervisor's
+        restart would (fault tests: the operator must survive an API server restart). Waits until the API server
+        is ready again."""
+        with self._lock():
+            self._state = self._read_state()
+            records = [ProcessRecord.from_json(p) for p in self._state.get("processes", [])]
+            old = next((r for r in records if r.name == component), None)
+            if old is None:
+                raise ClusterError(f"no {component} runs in {self.state_dir}")
+            stop_processes([old])
+            self._spawn_record(component, list(old.argv), records)
+        api = self._admin_api(self.server, timeout=2.0)
+        deadline = time.monotonic() + timeout
+        try:
+            while not api.healthy("/readyz"):
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"the API server was not ready {timeout:.0f} s after restarting {component}")
+                time.sleep(0.1)
+        finally:
+            api.close()
+
     def down(self) -> None:
         """Stop every process of this cluster (even if another process started it) and remove its state."""
         with self._lock():
@@ -339,12 +361,22 @@ class LocalCluster:
         write_kwok_config(layout.kwok_config)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES_DROPPED)}
-        proc, record = start_process(name, argv, self._layout.log(name), cwd=self.state_dir, env=env)
-        self._popens[record.pid] = proc
+        record = self._start_process(name, argv)
         self._records.append(record)
         self._state["processes"].append(record.to_json())
         self._save_state()
+
+    def _spawn_record(self, name: str, argv: list[str], records: list[ProcessRecord]) -> None:
+        """Start ``name`` again and put its new record where the old one was."""
+        record = self._start_process(name, argv)
+        self._state["processes"] = [(record if r.name == name else r).to_json() for r in records]
+        self._save_state()
+
+    def _start_process(self, name: str, argv: list[str]) -> ProcessRecord:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES_DROPPED)}
+        proc, record = start_process(name, argv, self._layout.log(name), cwd=self.state_dir, env=env)
+        self._popens[record.pid] = proc
+        return record
 
     def _wait(
         self,
