@@ -992,9 +992,18 @@ def node_status(api: HttpsJson, name: str) -> tuple[bool, str]:
             )
     conditions = {c.get("type"): c for c in node.get("status", {}).get("conditions", [])}
     ready = conditions.get("Ready", {})
-    if ready.get("status") == "True":
-        return True, "Ready"
-    return False, f"Ready={ready.get('status', 'missing')}: {ready.get('message', '')}".strip()
+    if ready.get("status") != "True":
+        return False, f"Ready={ready.get('status', 'missing')}: {ready.get('message', '')}".strip()
+    # The node lifecycle controller taints a node not-ready when it registers and lifts the taint only on its next
+    # pass after seeing Ready: until then pods are not scheduled there.
+    lifecycle = sorted(
+        t.get("key", "")
+        for t in node.get("spec", {}).get("taints", [])
+        if t.get("key", "").startswith("node.kubernetes.io/")
+    )
+    if lifecycle:
+        return False, f"Ready, still tainted {', '.join(lifecycle)}"
+    return True, "Ready"
 
 
 # ---- teardown ----------------------------------------------------------------------------------------------
