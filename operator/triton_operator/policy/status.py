@@ -24,9 +24,6 @@ READY = "Ready"
 OWNED_CONDITIONS = (RECONCILED, PODS_SCHEDULED, AVAILABLE, READY)
 RESTARTED = "ContainerRestarted"
 
-# The status keys this reducer owns; others (models, autoscaler) belong to other writers.
-OWNED_KEYS = ("observedGeneration", "conditions", "phase", "replicas", "readyReplicas", "selector", "url", "grpcUrl")
-
 
 @dataclass(frozen=True)
 class Observed:
