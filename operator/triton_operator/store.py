@@ -97,11 +97,15 @@ class Store:
     applied: dict[Key, dict[ChildKind, AppliedRecord]] = field(default_factory=dict)
 
     def put_service(self, body: dict[str, Any]) -> Key:
+        """Keep an InferenceService without its managedFields: reconciles never read them, and they are often
+        the largest part of an object (a thousand services would carry a thousand copies)."""
         key = key_of(body)
         current = self.services.get(key)
-        version = (body.get("metadata") or {}).get("resourceVersion", "")
+        metadata = body.get("metadata") or {}
+        version = metadata.get("resourceVersion", "")
         if current is None or _newer(version, (current.get("metadata") or {}).get("resourceVersion", "")):
-            self.services[key] = body
+            slim_metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
+            self.services[key] = {**body, "metadata": slim_metadata}
         return key
 
     def drop_service(self, key: Key) -> None:
