@@ -190,6 +190,12 @@ INVALID = [
         changes=(("spec.models.0.config.dynamicBatching.preferredBatchSizes", [0, 8]),),
     ),
     case(
+        "preferred-batch-size-above-max",
+        "spec.models[0].config.dynamicBatching.preferredBatchSizes",
+        "must not exceed spec.models[].config.maxBatchSize",
+        changes=(("spec.models.0.config.maxBatchSize", 4),),
+    ),
+    case(
         "max-batch-size-negative",
         "spec.models[0].config.maxBatchSize",
         "greater than or equal to 0",

@@ -95,6 +95,15 @@ model_name = st.from_regex(MODEL_NAME_RE, fullmatch=True).filter(lambda n: len(n
 
 @st.composite
 def model_config(draw: st.DrawFn) -> dict[str, Any]:
+    config = _model_config(draw)
+    # Admission keeps preferred batch sizes within maxBatchSize (Triton would refuse the config).
+    batching = config.get("dynamicBatching") or {}
+    if "maxBatchSize" in config and batching.get("preferredBatchSizes"):
+        config["maxBatchSize"] = max(config["maxBatchSize"], *batching["preferredBatchSizes"])
+    return config
+
+
+def _model_config(draw: st.DrawFn) -> dict[str, Any]:
     return optional_keys(
         draw,
         {

@@ -232,6 +232,17 @@ class InstanceGroup(ApiModel):
 class ModelConfigOverride(ApiModel):
     """A partial Triton model configuration passed to Triton's load API as JSON."""
 
+    model_config = with_rules(
+        # Triton refuses such a config with a bare "failed to poll from model repository": say it here instead.
+        cel(
+            "!has(self.maxBatchSize) || !has(self.dynamicBatching) || !has(self.dynamicBatching.preferredBatchSizes)"
+            " || self.dynamicBatching.preferredBatchSizes.all(size, size <= self.maxBatchSize)",
+            "spec.models[].config.dynamicBatching.preferredBatchSizes must not exceed spec.models[].config.maxBatchSize; "
+            "lower the preferred sizes or raise maxBatchSize",
+            ".dynamicBatching.preferredBatchSizes",
+        ),
+    )
+
     max_batch_size: int | None = Field(
         default=None,
         ge=0,
