@@ -34,7 +34,8 @@ from kubernetes import watch as k8s_watch
 from kubernetes.dynamic import DynamicClient
 
 from triton_operator.devcluster import LocalCluster
-from triton_operator.devmode import OperatorProcess, free_port, install_crds
+from triton_operator.devcluster.processes import free_ports
+from triton_operator.devmode import OperatorProcess, install_crds
 from triton_operator.render import parse_inference_service
 from triton_operator.resources.children import desired_children
 
@@ -261,7 +262,7 @@ def main() -> int:
     cluster.down()
     cluster.up()
     install_crds(cluster)
-    operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_port())
+    operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_ports(1)[0])
     operator.start()
     return run(cluster, operator, args)
 

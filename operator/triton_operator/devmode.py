@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster.inference import infer_identity
+from triton_operator.devcluster.processes import free_ports
 from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
 from triton_operator.yamlio import dump_all_yaml, dump_yaml
 
@@ -28,13 +28,6 @@ CRD_DIR = REPO_ROOT / "crds"
 
 def _say(message: str) -> None:
     print(f"[dev] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A free loopback port for the operator's metrics endpoint."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kubectl(cluster: LocalCluster, *args: str, check: bool = True, input_text: str | None = None) -> str:
@@ -150,7 +143,7 @@ def dev_up(example: Path | None) -> int:
     image = triton_image(cluster)
     kubectl(cluster, "apply", "-f", "-", input_text=dump_all_yaml(model_claim_manifests(cluster, "default")))
     kubectl(cluster, "wait", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s", f"pvc/{MODEL_CLAIM}")
-    operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_port())
+    operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_ports(1)[0])
     if _read_pid(operator.pid_file) and _alive(_read_pid(operator.pid_file) or 0, None):
         _say("the operator is already running")
     else:

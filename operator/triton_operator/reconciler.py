@@ -118,8 +118,9 @@ class Reconciler:
         """Apply each child that differs from what is live, concurrently (a Service's ClusterIP allocation is
         slow and must not hold up the Deployment); delete children that should not exist."""
         desired = desired_children(isvc, self.defaults)
-        stale = [m for m in desired.present() if not self.store.is_current(key, kind_of(m), digest(m))]
-        outcomes = await asyncio.gather(*(self._apply_one(key, m) for m in stale), return_exceptions=True)
+        fingerprinted = [(manifest, digest(manifest)) for manifest in desired.present()]
+        stale = [(m, d) for m, d in fingerprinted if not self.store.is_current(key, kind_of(m), d)]
+        outcomes = await asyncio.gather(*(self._apply_one(key, m, d) for m, d in stale), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -129,7 +130,7 @@ class Reconciler:
                 await self.kube.delete(kind, *key)
         return next((o for o in outcomes if isinstance(o, str)), None)
 
-    async def _apply_one(self, key: Key, manifest: Manifest) -> str | None:
+    async def _apply_one(self, key: Key, manifest: Manifest, fingerprint: str) -> str | None:
         """Apply one child; a rejection the user must fix comes back as a message, anything else raises."""
         kind = kind_of(manifest)
         try:
@@ -138,7 +139,7 @@ class Reconciler:
             if error.status in (400, 403, 404, 409, 422):
                 return f"cannot apply {kind.kind} {manifest['metadata']['name']}: {api_error_message(error)}"
             raise
-        self.store.record_applied(key, kind, digest(manifest), result)
+        self.store.record_applied(key, kind, fingerprint, result)
         return None
 
     async def _write_status(self, key: Key, isvc: InferenceService, apply_error: str | None) -> None:

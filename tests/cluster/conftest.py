@@ -17,7 +17,8 @@ from kubernetes import config as k8s_config
 
 from tests.cluster.helpers import Kube
 from triton_operator.devcluster import LocalCluster
-from triton_operator.devmode import OperatorProcess, free_port, install_crds
+from triton_operator.devcluster.processes import free_ports
+from triton_operator.devmode import OperatorProcess, install_crds
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def cluster() -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     log = Path(tmp_path_factory.mktemp("operator")) / "operator.log"
-    process = OperatorProcess(cluster, log, free_port())
+    process = OperatorProcess(cluster, log, free_ports(1)[0])
     process.start()
     yield process
     process.stop()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.helpers import DEPLOYMENT, Kube, isvc_manifest, wait_for
+from tests.cluster.helpers import DEPLOYMENT, Kube, isvc_manifest
+from tests.polling import wait_for
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devmode import OperatorProcess
 

@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import pytest
 from kubernetes import client, config
 
+from tests.polling import wait_for
 from triton_operator.devcluster import A100, GPU_PRODUCT_LABEL, GPU_RESOURCE, H100, ClusterError, LocalCluster
 from triton_operator.devcluster.processes import ProcessRecord, is_alive
 
@@ -26,18 +27,6 @@ pytestmark = pytest.mark.cluster
 
 T = TypeVar("T")
 OPERATOR_DIR = Path(__file__).resolve().parents[2] / "operator"
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``fn`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import DEPLOYMENT, ISVC, POD, SERVICE, Kube, isvc_manifest, wait_for
+from tests.cluster.helpers import DEPLOYMENT, ISVC, POD, SERVICE, Kube, isvc_manifest
+from tests.polling import wait_for
 from triton_operator.devmode import OperatorProcess
 
 pytestmark = pytest.mark.usefixtures("operator")

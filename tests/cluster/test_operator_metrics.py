@@ -6,7 +6,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.helpers import Kube, isvc_manifest, wait_for
+from tests.cluster.helpers import Kube, isvc_manifest
+from tests.polling import wait_for
 from triton_operator.devmode import OperatorProcess
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))

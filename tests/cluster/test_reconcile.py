@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import DEPLOYMENT, ISVC, PDB, POD, SERVICE, Kube, isvc_manifest, wait_for
+from tests.cluster.helpers import DEPLOYMENT, ISVC, PDB, POD, SERVICE, Kube, isvc_manifest
+from tests.polling import wait_for
 from triton_operator.devmode import OperatorProcess
 from triton_operator.render import render_manifests
 from triton_operator.yamlio import load_all_yaml

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -43,18 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in last:
         items.remove(item)
         items.append(item)
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1) -> T:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def build_go_image(source: Path, name: str, binary: str, **config: str) -> Path:

@@ -22,7 +22,8 @@ from typing import Any, cast
 import pytest
 from kubernetes import client as k8s
 
-from tests.node.conftest import KEEP, plain, wait_for
+from tests.node.conftest import KEEP, plain
+from tests.polling import wait_for
 from triton_operator.devcluster import ClusterError, LocalCluster
 from triton_operator.devcluster import realnode as rn
 from triton_operator.devcluster.binaries import repo_root

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.cluster.helpers import ISVC, POD, Kube, isvc_manifest, wait_for
+from tests.cluster.helpers import ISVC, POD, Kube, isvc_manifest
+from tests.polling import wait_for
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster import realnode as rn
 from triton_operator.devcluster.inference import infer_identity
+from triton_operator.devcluster.processes import free_ports
 from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
-from triton_operator.devmode import OperatorProcess, free_port, install_crds
+from triton_operator.devmode import OperatorProcess, install_crds
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 CLAIM = ("v1", "PersistentVolumeClaim")
@@ -39,7 +41,7 @@ def node_operator(
     node_cluster: LocalCluster, triton_image_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     install_crds(node_cluster)
-    process = OperatorProcess(node_cluster, Path(tmp_path_factory.mktemp("operator")) / "operator.log", free_port())
+    process = OperatorProcess(node_cluster, Path(tmp_path_factory.mktemp("operator")) / "operator.log", free_ports(1)[0])
     process.start(extra_args=(f"--default-triton-image={triton_image_name}",))
     yield process
     process.stop()

@@ -24,7 +24,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
+
+from triton_operator.devcluster.processes import free_ports
 
 __all__ = [
     "DEFAULT_PYTRITON_VERSION",
@@ -104,24 +105,6 @@ def find_tritonserver(*, install: bool = True, version: str = DEFAULT_PYTRITON_V
     raise TritonServerError(
         "no tritonserver: run hack/install-triton-host.sh, or set $TRITONSERVER to a tritonserver executable"
     )
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that are free on 127.0.0.1 right now.
-
-    The sockets stay open until all are chosen so the ports differ; another process may still take one before
-    Triton binds it, which :meth:`TritonServer.start` handles by retrying on fresh ports.
-    """
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
