@@ -92,10 +92,14 @@ def test_a_child_name_taken_by_another_controller_is_reported_and_retried_with_b
     assert ready["reason"] == "ApplyFailed"
     assert "cannot apply Service taken" in ready["message"]
     assert kube.condition("taken", "Reconciled")["status"] == "False"
+    # The Deployment applied fine; its pods coming up wake the key between backoff retries (as client-go's queue
+    # would), so count only once they have settled: what remains is the backoff schedule alone.
+    wait_for("pods settled", lambda: ((kube.get(DEPLOYMENT, "taken") or {}).get("status") or {}).get("readyReplicas") == 1)
+    time.sleep(1)
     applies_before = operator_requests(kube, {"patch"})[("patch", "services")]
     time.sleep(10)
     retries = operator_requests(kube, {"patch"})[("patch", "services")] - applies_before
-    assert 1 <= retries <= 6, f"{retries} applies in 10 s: expected exponential backoff"
+    assert retries <= 5, f"{retries} applies in 10 s: expected exponential backoff"  # that it keeps retrying: below
     assert operator_requests(kube, {"patch"})[("patch", "inferenceservices/status")] <= 3  # written once, not per retry
     kube.delete(SERVICE, "taken")
     wait_for("Ready once the name is free", lambda: all_ready(kube, ["taken"]), timeout=90)
