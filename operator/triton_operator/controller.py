@@ -13,7 +13,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from triton_operator.reconciler import Kube, Reconciler, RetryLater
+from triton_operator.model_control import ModelControl
+from triton_operator.reconciler import Kube, Reconciler, RetryLater, now_rfc3339
 from triton_operator.resources.children import ChildKind
 from triton_operator.resources.meta import DEFAULTS, OperatorDefaults
 from triton_operator.store import Key, Store, key_of, owner_key
@@ -37,7 +38,8 @@ class Controller:
     def __init__(self, kube: Kube, workers: int = 8, defaults: OperatorDefaults = DEFAULTS) -> None:
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.reconciler = Reconciler(kube, self.store, defaults)
+        self.models = ModelControl(kube, self.queue.add, now_rfc3339)
+        self.reconciler = Reconciler(kube, self.store, self.models, defaults)
         self._worker_count = workers
         self._tasks: list[asyncio.Task[None]] = []
         QUEUE_DEPTH.set_function(lambda: len(self.queue))
@@ -80,14 +82,17 @@ class Controller:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.models.stop()
 
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
             started = time.perf_counter()
             try:
-                await self.reconciler.reconcile(key)
+                resync_after = await self.reconciler.reconcile(key)
                 self.queue.forget(key)
+                if resync_after is not None:
+                    self.queue.add_after(key, resync_after)
             except asyncio.CancelledError:
                 raise
             except RetryLater as problem:

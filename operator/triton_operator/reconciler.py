@@ -21,6 +21,8 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from triton_operator.api.v1alpha1 import InferenceService, Phase
+from triton_operator.model_control import ModelControl
+from triton_operator.policy.model_events import model_events
 from triton_operator.policy.observations import NodeObservation, PodObservation
 from triton_operator.policy.status import RESTARTED, Observed, ready_condition, reduce_status, status_patch
 from triton_operator.policy.triton_log import explain_triton_exit
@@ -44,6 +46,7 @@ class Kube(Protocol):
     async def list_nodes(self) -> list[dict[str, Any]]: ...
     async def read_previous_log(self, namespace: str, pod: str, container: str, tail_lines: int = 400) -> str: ...
     async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+    async def patch_pod_condition(self, namespace: str, pod: str, condition: dict[str, Any]) -> None: ...
 
 
 class RetryLater(Exception):
@@ -89,30 +92,35 @@ class NodeCache:
 class Reconciler:
     """Turns the store's view of one InferenceService into API writes."""
 
-    def __init__(self, kube: Kube, store: Store, defaults: OperatorDefaults = DEFAULTS) -> None:
+    def __init__(self, kube: Kube, store: Store, models: ModelControl, defaults: OperatorDefaults = DEFAULTS) -> None:
         self.kube = kube
         self.store = store
+        self.models = models
         self.defaults = defaults
         self.nodes = NodeCache()
         # Per InferenceService: (pod, restart count) -> Triton's explanation of that exit, read once.
         self.exits: dict[Key, dict[tuple[str, int], str | None]] = {}
 
-    async def reconcile(self, key: Key) -> None:
+    async def reconcile(self, key: Key) -> float | None:
+        """Bring one InferenceService's children and status up to date; returns after how many seconds to look
+        again though nothing changes (the models are observed by asking Triton, which sends no events)."""
         body = self.store.services.get(key)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             self.exits.pop(key, None)
-            return  # gone or going: garbage collection removes the children
+            self.models.forget(key)
+            return None  # gone or going: garbage collection removes the children
         try:
             isvc = InferenceService.model_validate(body)
         except ValidationError as error:
             # The CRD schema rejects these at admission; an older CRD or a hand-edited one may not.
             await self._write_status_for_invalid(key, body, error)
-            return
+            return None
 
         apply_error = await self._apply_children(key, isvc)
-        await self._write_status(key, isvc, apply_error)
+        resync_after = await self._write_status(key, isvc, apply_error)
         if apply_error:
             raise RetryLater(apply_error)
+        return resync_after
 
     async def _apply_children(self, key: Key, isvc: InferenceService) -> str | None:
         """Apply each child that differs from what is live, concurrently (a Service's ClusterIP allocation is
@@ -142,20 +150,25 @@ class Reconciler:
         self.store.record_applied(key, kind, fingerprint, result)
         return None
 
-    async def _write_status(self, key: Key, isvc: InferenceService, apply_error: str | None) -> None:
+    async def _write_status(self, key: Key, isvc: InferenceService, apply_error: str | None) -> float | None:
         deployment_record = self.store.child(DEPLOYMENT, key)
         pods = await self._with_exit_reasons(key, self.store.pods_of(key))
         needs_nodes = any(not pod.scheduled and not pod.deleting for pod in pods)
+        models = await self.models.sync(key, isvc, pods)
         observed = Observed(
             apply_error=apply_error,
             deployment=deployment_record.deployment if deployment_record else None,
             pods=pods,
             nodes=await self.nodes.get(self.kube) if needs_nodes else [],
+            models=models.verdict,
         )
-        body = self.store.services[key]
+        body = self.store.services.get(key)
+        if body is None:  # deleted while Triton was asked
+            return None
         previous = body.get("status") or {}
         new = reduce_status(isvc, observed, previous, now_rfc3339())
         await self._patch_status(key, body, previous, new)
+        return models.resync_after
 
     async def _with_exit_reasons(self, key: Key, pods: list[PodObservation]) -> list[PodObservation]:
         """Pods whose Triton exited carry Triton's own reason (from the previous run's log), read once per exit."""
@@ -219,6 +232,9 @@ class Reconciler:
             return
         updated = await self.kube.patch_status(key[0], key[1], patch)
         self.store.put_service(updated)
+        if "models" in patch:
+            for event in model_events(previous.get("models"), new.get("models") or []):
+                await self._post_event(updated, event.type, event.reason, event.message)
         if "phase" in patch or "conditions" in patch:
             await self._announce(updated, previous, new)
 
@@ -230,7 +246,10 @@ class Reconciler:
         phase = str(new.get("phase"))
         reason = str(after.get("reason") or phase)
         event_type = "Warning" if phase in WARNING_PHASES or reason == RESTARTED else "Normal"
+        await self._post_event(body, event_type, reason, f"{phase}: {after.get('message', '')}")
+
+    async def _post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:
-            await self.kube.post_event(body, event_type, reason, f"{phase}: {after.get('message', '')}")
+            await self.kube.post_event(body, type_, reason, message)
         except DynamicApiError as error:  # an event is informative; losing one must not fail the reconcile
             log.warning("could not post event %s on %s: %s", reason, (body.get("metadata") or {}).get("name"), error)

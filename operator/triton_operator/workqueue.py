@@ -27,6 +27,7 @@ class WorkQueue(Generic[K]):
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._failures: Counter[K] = Counter()
+        self._timers: dict[K, asyncio.TimerHandle] = {}
 
     def add(self, key: K) -> None:
         """Ask for a reconcile; a key already waiting is not queued twice, one running is re-run after."""
@@ -37,8 +38,20 @@ class WorkQueue(Generic[K]):
             self._queue.put_nowait(key)
 
     def add_after(self, key: K, delay: float) -> None:
-        """Ask for a reconcile later (retries, periodic checks)."""
-        asyncio.get_running_loop().call_later(delay, self.add, key)
+        """Ask for a reconcile later (retries, periodic checks). One timer per key, the earliest asked for: a key
+        reconciled often does not pile up timers, each of which would reconcile it again."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        timer = self._timers.get(key)
+        if timer is not None and not timer.cancelled() and timer.when() <= due:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_at(due, self._fire, key)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
 
     async def get(self) -> K:
         """The next key; the caller must call ``done`` when finished with it."""

@@ -140,9 +140,12 @@ def test_model_repository(
     ("spec", "expected_tail"),
     [
         ({}, []),
-        ({"models": [{"name": "a"}, {"name": "b"}]}, ["--model-control-mode=explicit", "--load-model=a", "--load-model=b"]),
+        ({"models": [{"name": "a"}, {"name": "b"}]}, ["--model-control-mode=explicit", "--strict-readiness=false"]),
         ({"triton": {"args": ["--log-verbose=1"]}}, ["--log-verbose=1"]),
-        ({"models": [], "triton": {"args": ["--exit-on-error=false"]}}, ["--model-control-mode=explicit", "--exit-on-error=false"]),
+        (
+            {"models": [], "triton": {"args": ["--exit-on-error=false"]}},
+            ["--model-control-mode=explicit", "--strict-readiness=false", "--exit-on-error=false"],
+        ),
     ],
     ids=["poll-none", "explicit", "user-args", "explicit-empty-and-args"],
 )
@@ -156,6 +159,16 @@ def test_triton_command_line(spec: dict[str, Any], expected_tail: list[str]) -> 
         "--metrics-port=8002",
     ]
     assert args[5:] == expected_tail
+
+
+def test_explicit_model_control_gates_readiness_on_the_operator_and_keeps_the_template_when_models_change() -> None:
+    """The models are loaded through Triton's API, so the pod template must not mention them: a changed list would
+    otherwise roll every pod."""
+    one = pod_spec(models=[{"name": "a"}])
+    two = pod_spec(models=[{"name": "a"}, {"name": "b", "config": {"maxBatchSize": 4}}])
+    assert one == two
+    assert one["readinessGates"] == [{"conditionType": "serving.triton-operator.dev/models-loaded"}]
+    assert "readinessGates" not in pod_spec()
 
 
 def test_probes_use_triton_health_endpoints_and_startup_budget() -> None:

@@ -72,4 +72,4 @@ def test_subresources_names_and_columns() -> None:
         "statusReplicasPath": ".status.replicas",
         "labelSelectorPath": ".status.selector",
     }
-    assert [c["name"] for c in version["additionalPrinterColumns"]][:5] == ["Ready", "Phase", "Replicas", "Queue latency", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:6] == ["Ready", "Phase", "Replicas", "Models", "Queue latency", "Age"]

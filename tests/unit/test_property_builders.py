@@ -414,7 +414,8 @@ def triton_container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_command_line(spec: dict[str, Any], container: dict[str, Any]) -> None:
-    """tritonserver first, the operator's repository flag, explicit model control iff spec.models, user flags last."""
+    """tritonserver first, the operator's repository flag, explicit model control iff spec.models (with no
+    --load-model flag: the operator loads the models in place), user flags last."""
     args = container["args"]
     assert args[0] == "tritonserver"
     assert any(a.startswith("--model-repository=") for a in args)
@@ -422,8 +423,8 @@ def check_command_line(spec: dict[str, Any], container: dict[str, Any]) -> None:
     assert args[len(args) - len(user_args) :] == user_args
     if "models" in spec:
         assert "--model-control-mode=explicit" in args
-        loaded = [a.removeprefix("--load-model=") for a in args if a.startswith("--load-model=")]
-        assert loaded == [m["name"] for m in spec["models"]]
+        assert "--strict-readiness=false" in args
+        assert not any(a.startswith("--load-model") for a in args)
     else:
         assert not any(a.startswith(("--model-control-mode", "--load-model")) for a in args)
 

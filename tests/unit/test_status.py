@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from triton_operator.api.v1alpha1 import Phase
+from triton_operator.policy.models import ModelsVerdict
 from triton_operator.policy.observations import DeploymentObservation, NodeObservation, PodObservation
 from triton_operator.policy.status import (
     Observed,
@@ -205,7 +208,7 @@ def test_transition_time_moves_only_for_flipped_conditions() -> None:
 
 
 def test_conditions_of_other_writers_are_carried_over() -> None:
-    others = [{"type": "ModelsReady", "status": "True", "reason": "x", "message": "", "lastTransitionTime": "t0"}]
+    others = [{"type": "example.com/Audited", "status": "True", "reason": "x", "message": "", "lastTransitionTime": "t0"}]
     result = with_transition_times([], others, "t1", 1)
     assert result == others
 
@@ -238,3 +241,40 @@ def test_status_patch_only_holds_changed_keys() -> None:
 )
 def test_pod_observation(pod: dict[str, Any], expected: PodObservation) -> None:
     assert PodObservation.from_pod(pod) == expected
+
+
+def models_verdict(phase: Any, reason: str = "ModelsLoading", message: str = "model a: loading on p-1") -> Any:
+    status = "True" if phase is Phase.READY else "False"
+    condition = {"type": "ModelsReady", "status": status, "reason": reason, "message": message}
+    return ModelsVerdict([{"name": "a", "state": "LOADING"}], condition, phase)
+
+
+READY_FLEET = Observed(deployment=deployment(1, ready=1), pods=[PodObservation("p-1", scheduled=True, ready=True)])
+
+
+@pytest.mark.parametrize(
+    ("observed", "models", "phase", "reason"),
+    [
+        (READY_FLEET, models_verdict(Phase.LOADING), "Loading", "ModelsLoading"),
+        (READY_FLEET, models_verdict(Phase.DEGRADED, "ModelsDegraded"), "Degraded", "ModelsDegraded"),
+        (READY_FLEET, models_verdict(Phase.FAILED, "ModelLoadFailed"), "Failed", "ModelLoadFailed"),
+        (READY_FLEET, models_verdict(Phase.READY, "ModelsReady", "model a ready on p-1"), "Ready", "AllReplicasReady"),
+        (READY_FLEET, models_verdict(None, "ReplicasUnreachable"), "Ready", "AllReplicasReady"),
+        # the pods' story first: an unschedulable pod explains more than its models
+        (Observed(deployment=deployment(1), pods=[pending()], nodes=NODES), models_verdict(Phase.FAILED), "Scheduling", "Unschedulable"),
+        (
+            Observed(deployment=deployment(2, ready=1), pods=[PodObservation("p-1", scheduled=True, ready=True)]),
+            models_verdict(Phase.FAILED, "ModelLoadFailed"),
+            "Failed",
+            "ModelLoadFailed",
+        ),
+    ],
+    ids=["loading", "degraded", "failed", "ready", "unknown-keeps-pods", "scheduling-first", "degraded-pods-failed-models"],
+)
+def test_models_decide_the_phase_once_the_pods_are_fine(observed: Observed, models: Any, phase: str, reason: str) -> None:
+    status = reduce_status(isvc(), replace(observed, models=models), {}, "t0")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == (phase, reason)
+    assert next(c for c in status["conditions"] if c["type"] == "ModelsReady")["reason"] == models.condition["reason"]
+    assert status["models"] == [{"name": "a", "state": "LOADING"}]
+    assert status["modelsReady"] == "0/1"

@@ -41,3 +41,21 @@ def test_backoff_grows_and_is_capped(failures: int, delay: float) -> None:
     assert delays[-1] == delay
     queue.forget("a")
     assert queue.retry_delay("a") == 0.5
+
+
+def test_add_after_keeps_one_timer_per_key_the_earliest() -> None:
+    """A key reconciled often asks for a resync each time; the timers must not pile up, or each would reconcile
+    it again and the resyncs would multiply."""
+
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        for delay in (0.3, 0.05, 0.2, 0.1):
+            queue.add_after("a", delay)
+        assert len(queue._timers) == 1
+        got = [await asyncio.wait_for(queue.get(), 1)]
+        queue.done("a")
+        await asyncio.sleep(0.4)  # the later timers were dropped: nothing more arrives
+        assert queue._queue.empty()
+        return got
+
+    assert asyncio.run(scenario()) == ["a"]

@@ -111,6 +111,21 @@ class KubeAdapter:
             serializer=_plain,
         )
 
+    async def patch_pod_condition(self, namespace: str, pod: str, condition: dict[str, Any]) -> None:
+        """Set one condition (a readiness gate) in a pod's status. A strategic merge patch merges conditions by
+        type, so the kubelet's own conditions are left alone."""
+        resource = self._resource("v1", "Pod").status
+        API_WRITES.labels("patch_status", "Pod").inc()
+        await self._run(
+            self._dynamic.patch,
+            resource,
+            body={"status": {"conditions": [condition]}},
+            name=pod,
+            namespace=namespace,
+            content_type="application/strategic-merge-patch+json",
+            serializer=_plain,
+        )
+
     async def list_nodes(self) -> list[dict[str, Any]]:
         """All nodes, as plain dicts (read only when pods cannot be scheduled)."""
         result = await self._run(self._dynamic.get, self._resource("v1", "Node"), serializer=_plain)

@@ -133,6 +133,12 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Ready replicas"},
     {
+        "name": "Models",
+        "type": "string",
+        "jsonPath": ".status.modelsReady",
+        "description": "Models ready on every replica that answered, of those wanted (e.g. 2/3)",
+    },
+    {
         "name": "Queue latency",
         "type": "number",
         "jsonPath": ".status.autoscaler.queueLatencyMilliseconds",

@@ -40,6 +40,7 @@ RESERVED_TRITON_FLAGS = (
     "metrics-port",
     "model-control-mode",
     "load-model",
+    "strict-readiness",
 )
 # tritonserver parses flags with getopt_long, which also takes any unambiguous abbreviation (--model-repo=...,
 # --model-control=poll): a flag matches when its name, up to '=', whitespace or the end, is at least three
@@ -575,8 +576,10 @@ class InferenceServiceSpec(ApiModel):
         default=None,
         max_length=256,
         description=(
-            "Models to serve. When set, Triton runs with --model-control-mode=explicit and loads exactly these; "
-            "when unset, Triton loads every model in the repository."
+            "Models to serve. When set, Triton runs with --model-control-mode=explicit and the operator loads "
+            "exactly these through Triton's model-control API on every replica: adding, removing or reconfiguring "
+            "a model changes the running pods in place, without a restart or rollout. When unset, Triton loads "
+            "every model in the repository at startup."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
@@ -681,7 +684,7 @@ class InferenceServiceStatus(ApiModel):
     observed_generation: int | None = Field(default=None, description="The spec generation this status describes.")
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Conditions, all True when healthy: Ready, Reconciled, PodsScheduled, Available.",
+        description="Conditions, all True when healthy: Ready, Reconciled, PodsScheduled, Available, ModelsReady.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     phase: Phase | None = Field(default=None, description="Pending, Scheduling, Loading, Ready, Degraded or Failed.")
@@ -690,7 +693,12 @@ class InferenceServiceStatus(ApiModel):
     selector: str | None = Field(default=None, description="Label selector of the pods (the scale subresource's selector).")
     url: str | None = Field(default=None, description="In-cluster HTTP endpoint (KServe v2 protocol).")
     grpc_url: str | None = Field(default=None, description="In-cluster gRPC endpoint.")
-    models: list[ModelStatus] | None = Field(default=None, description="Per-model state.")
+    models: list[ModelStatus] | None = Field(
+        default=None, description="Per-model state across the replicas, from each replica's Triton model index."
+    )
+    models_ready: str | None = Field(
+        default=None, description="Models READY on every replica that answered, of those wanted, e.g. 2/3."
+    )
     autoscaler: AutoscalerStatus | None = Field(default=None, description="The autoscaler's last decision.")
 
 

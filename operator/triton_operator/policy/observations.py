@@ -23,6 +23,10 @@ FATAL_WAITING_REASONS = frozenset(
 )
 
 
+# Pod conditions the kubelet and scheduler own; the rest (readiness gates) are kept on the observation.
+_KUBELET_CONDITIONS = frozenset({"PodScheduled", "Initialized", "ContainersReady", "Ready", "PodReadyToStartContainers"})
+
+
 @dataclass(frozen=True)
 class PodObservation:
     """One Triton pod."""
@@ -36,6 +40,14 @@ class PodObservation:
     last_termination_message: str | None = None
     restart_count: int = 0
     deleting: bool = False
+    ip: str | None = None
+    running_since: str | None = None
+    readiness_gates: tuple[str, ...] = ()
+    conditions: tuple[tuple[str, str, str], ...] = ()
+
+    def condition(self, type_: str) -> tuple[str, str] | None:
+        """(status, message) of a pod condition other than the kubelet's, e.g. a readiness gate."""
+        return next(((status, message) for kind, status, message in self.conditions if kind == type_), None)
 
     @property
     def stuck(self) -> bool:
@@ -69,6 +81,16 @@ class PodObservation:
             last_termination_message=last_terminated.get("message") or last_terminated.get("reason"),
             restart_count=int(container.get("restartCount") or 0),
             deleting=bool(metadata.get("deletionTimestamp")),
+            ip=status.get("podIP") or None,
+            running_since=(state.get("running") or {}).get("startedAt"),
+            readiness_gates=tuple(
+                str(gate.get("conditionType")) for gate in (pod.get("spec") or {}).get("readinessGates") or []
+            ),
+            conditions=tuple(
+                (str(c.get("type")), str(c.get("status")), str(c.get("message") or ""))
+                for c in status.get("conditions") or []
+                if c.get("type") not in _KUBELET_CONDITIONS
+            ),
         )
 
 

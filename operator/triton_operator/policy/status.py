@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from triton_operator.api.v1alpha1 import InferenceService, Phase
+from triton_operator.policy.models import CONDITION_TYPE as MODELS_READY
+from triton_operator.policy.models import READY as MODEL_READY
+from triton_operator.policy.models import ModelsVerdict
 from triton_operator.policy.observations import DeploymentObservation, NodeObservation, PodObservation
 from triton_operator.policy.scheduling import explain_unschedulable
 from triton_operator.resources.meta import GRPC_PORT, HTTP_PORT, selector_string, service_host
@@ -21,7 +24,7 @@ RECONCILED = "Reconciled"
 PODS_SCHEDULED = "PodsScheduled"
 AVAILABLE = "Available"
 READY = "Ready"
-OWNED_CONDITIONS = (RECONCILED, PODS_SCHEDULED, AVAILABLE, READY)
+OWNED_CONDITIONS = (RECONCILED, PODS_SCHEDULED, AVAILABLE, MODELS_READY, READY)
 RESTARTED = "ContainerRestarted"
 
 
@@ -33,6 +36,7 @@ class Observed:
     deployment: DeploymentObservation | None = None
     pods: Sequence[PodObservation] = ()
     nodes: Sequence[NodeObservation] = ()
+    models: ModelsVerdict | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,23 @@ def verdict(isvc: InferenceService, observed: Observed) -> Verdict:
     return Verdict(Phase.DEGRADED, "ReplicasNotReady", f"{ready} of {want} replicas ready")
 
 
+def with_models(decided: Verdict, models: ModelsVerdict | None) -> Verdict:
+    """Let the models speak once the pods are fine: Kubernetes may count every replica ready while a model is
+    still loading, failed on some replicas, or loads nowhere; then Triton's view decides the phase. A
+    Degraded fleet whose models load nowhere is Failed. Otherwise the pods' story comes first (a pod that cannot
+    be scheduled explains more than the models it has not loaded)."""
+    if models is None or models.phase is None:
+        return decided
+    reason, message = models.condition["reason"], models.condition["message"]
+    if decided.phase is Phase.READY:
+        if models.phase is Phase.READY:
+            return Verdict(Phase.READY, decided.reason, f"{decided.message}; {message}")
+        return Verdict(models.phase, reason, message)
+    if decided.phase is Phase.DEGRADED and models.phase is Phase.FAILED:
+        return Verdict(Phase.FAILED, reason, message)
+    return decided
+
+
 def _condition(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
 
@@ -137,6 +158,7 @@ def conditions(isvc: InferenceService, observed: Observed, decided: Verdict) -> 
             "ReplicasReady" if ready_replicas > 0 else "NoReadyReplicas",
             f"{ready_replicas} replicas serve requests",
         ),
+        *([observed.models.condition] if observed.models else []),
         _condition(READY, decided.phase is Phase.READY, decided.reason, decided.message),
     ]
 
@@ -157,7 +179,7 @@ def with_transition_times(
                 "observedGeneration": generation,
             }
         )
-    # Conditions owned by other writers (e.g. ModelsReady) are carried over untouched.
+    # Conditions owned by other writers are carried over untouched.
     result.extend(c for c in previous if c.get("type") not in OWNED_CONDITIONS)
     return result
 
@@ -168,9 +190,13 @@ def reduce_status(isvc: InferenceService, observed: Observed, previous: dict[str
     ``previous`` is the object's current status; ``now`` is an RFC 3339 timestamp used only for conditions
     that transition.
     """
-    decided = verdict(isvc, observed)
+    decided = with_models(verdict(isvc, observed), observed.models)
     deployment = observed.deployment
     generation = isvc.metadata.generation
+    models: dict[str, Any] = {}
+    if observed.models is not None:
+        ready = sum(1 for m in observed.models.models if m.get("state") == MODEL_READY)
+        models = {"models": observed.models.models, "modelsReady": f"{ready}/{len(observed.models.models)}"}
     return {
         "observedGeneration": generation,
         "conditions": with_transition_times(
@@ -182,6 +208,7 @@ def reduce_status(isvc: InferenceService, observed: Observed, previous: dict[str
         "selector": selector_string(isvc),
         "url": f"http://{service_host(isvc)}:{HTTP_PORT}",
         "grpcUrl": f"{service_host(isvc)}:{GRPC_PORT}",
+        **models,
     }
 
 

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from triton_operator.api.v1alpha1 import InferenceService
+from triton_operator.policy.readiness_gate import GATE
 from triton_operator.resources.meta import (
     DEFAULTS,
     GRPC_PORT,
@@ -39,8 +40,10 @@ def triton_args(isvc: InferenceService, repository_path: str) -> list[str]:
         f"--metrics-port={METRICS_PORT}",
     ]
     if isvc.spec.models is not None:
-        args.append("--model-control-mode=explicit")
-        args.extend(f"--load-model={model.name}" for model in isvc.spec.models)
+        # No --load-model flags: the operator loads spec.models through Triton's API (policy.readiness_gate), so
+        # the pod template, and with it the pods, stay the same when the list changes. Readiness then means
+        # "the server answers"; the models' readiness is the operator's gate.
+        args.extend(["--model-control-mode=explicit", "--strict-readiness=false"])
     args.extend(isvc.spec.triton.args or [])
     return args
 
@@ -118,6 +121,8 @@ def pod_template(isvc: InferenceService, defaults: OperatorDefaults) -> dict[str
         "enableServiceLinks": False,
         **scheduling_fields(isvc),
     }
+    if isvc.spec.models is not None:
+        spec["readinessGates"] = [{"conditionType": GATE}]
     pull_secrets = isvc.spec.triton.image_pull_secrets
     if pull_secrets:
         spec["imagePullSecrets"] = [{"name": secret.name} for secret in pull_secrets]
