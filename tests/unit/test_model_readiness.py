@@ -65,7 +65,7 @@ def test_gate_change(observed: PodObservation, settled: bool, expected: tuple[st
     assert (None if change is None else (change.status, change.reason, change.message)) == expected
     if change is not None:
         condition = change.as_condition("2026-11-23T07:00:05Z")
-        assert condition["type"] == GATE and condition["lastTransitionTime"] == "2026-11-23T07:00:05Z"
+        assert (condition["type"], condition["lastTransitionTime"]) == (GATE, "2026-11-23T07:00:05Z")
 
 
 WANTED: dict[str, Any] = {"a": None, "b": None}
