@@ -35,7 +35,7 @@ from . import realnode as rn
 from .binaries import cache_root, find_bin_dir, missing_binaries
 from .errors import ClusterError
 from .kubeapi import HttpsJson, tls_context
-from .kwok import kwok_argv, write_kwok_config
+from .kwok import isolate_fake_pod_addresses, kwok_argv, write_kwok_config
 from .nodes import FakeNode, default_nodes, node_problems, register_nodes
 from .pki import Pki, generate_pki, write_kubeconfig
 from .processes import ProcessRecord, free_ports, is_alive, log_tail, start_process, stop_processes
@@ -256,6 +256,8 @@ class LocalCluster:
             self._spawn("kube-controller-manager", cp.controller_manager_argv(bin_dir, layout, ports, pki))
             self._spawn("kube-scheduler", cp.scheduler_argv(bin_dir, layout, ports, pki))
             nodes = default_nodes(cpu_nodes=node is None)
+            if not isolate_fake_pod_addresses():
+                _progress("warning: not root, so kwok's pod range is not marked unreachable: asking Triton in a fake pod times out")
             register_nodes(api, nodes)
             self._spawn("kwok", kwok_argv(bin_dir, layout.component_kubeconfig("kwok"), layout.kwok_config))
             node_detail: list[str] = []

@@ -13,6 +13,10 @@ kwok only manages nodes annotated ``kwok.x-k8s.io/node=fake``, so a real kubelet
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -23,6 +27,24 @@ KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 NODE_LEASE_SECONDS = 40
 #: kwok's --cidr: the first address of the pod range with its prefix (kwok's own format).
 KWOK_POD_CIDR = "10.244.0.1/16"
+
+
+
+def isolate_fake_pod_addresses() -> bool:
+    """Make kwok's fake pod addresses fail fast on this machine: ``ip route replace unreachable 10.244.0.0/16``.
+
+    The operator asks every running pod's Triton for its models; a kwok pod has an address nobody answers for,
+    and without this route the request would follow the default route off the machine and wait for a timeout.
+    With it, the connection is refused at once and status says the replica does not answer. Needs root; the
+    route is left in place by ``down()`` (several local clusters may share it, and it only ever affects
+    addresses that exist nowhere). Returns whether the route is in place.
+    """
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    prefix = str(ipaddress.ip_network(KWOK_POD_CIDR, strict=False))
+    done = subprocess.run(["ip", "route", "replace", "unreachable", prefix], capture_output=True, check=False)
+    return done.returncode == 0
+
 
 STAGES_YAML = """\
 apiVersion: kwok.x-k8s.io/v1alpha1

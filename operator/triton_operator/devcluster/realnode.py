@@ -15,8 +15,8 @@ Why it looks like this (each point was found by running it here, see the node ti
 - **Nothing leaves the machine.** The CNI bridge does not masquerade, and a filter chain
   (``TRITON-NODE-GUARD``) rejects pod traffic to anything but pods and drops traffic into the pod subnet
   that did not come from the bridge or this host. The Service range is routed onto the bridge (so a
-  ClusterIP without kube-proxy rules stays local instead of following the default route) and kwok's fake
-  pod range is unreachable (a Service whose endpoints are kwok pods must not send packets to eth0).
+  ClusterIP without kube-proxy rules stays local instead of following the default route); kwok's fake
+  pod range is unreachable in every local cluster (``kwok.isolate_fake_pod_addresses``).
 - **cgroup v1 without systemd**: ``cgroupDriver: cgroupfs``; the kubelet's cgroups live under their own
   root (``/triton-operator-node``) so ``down()`` can remove exactly them.
 - **No CAP_SYS_RESOURCE**: containerd runs with ``restrict_oom_score_adj``, the kubelet and kube-proxy with
@@ -55,7 +55,6 @@ import yaml
 from .binaries import missing_binaries, repo_root
 from .errors import ClusterError
 from .kubeapi import ApiError, HttpsJson
-from .kwok import KWOK_POD_CIDR
 from .pki import SERVICE_CLUSTER_IP_RANGE, CertPair, issue_certificate, write_kubeconfig
 from .processes import ProcessRecord, is_alive, log_tail, stop_processes
 
@@ -634,8 +633,7 @@ def _guard_rules() -> list[list[str]]:
 
 def planned_routes() -> tuple[str, ...]:
     """The routes :func:`setup_network` adds, as ``"<kind> <prefix>"`` (recorded before they are added)."""
-    kwok_range = str(ipaddress.ip_network(KWOK_POD_CIDR, strict=False))
-    return (f"dev {SERVICE_CLUSTER_IP_RANGE}", f"unreachable {kwok_range}")
+    return (f"dev {SERVICE_CLUSTER_IP_RANGE}",)
 
 
 def setup_network(state_dir: Path) -> None:
@@ -648,15 +646,10 @@ def setup_network(state_dir: Path) -> None:
     _run(["ip", "addr", "add", f"{NODE_IP}/{prefix}", "dev", BRIDGE])
     _run(["ip", "link", "set", BRIDGE, "up"])
     for route in planned_routes():
-        kind, cidr = route.split(" ", 1)
-        if kind == "dev":
-            # A ClusterIP is DNATed in OUTPUT after the first route lookup: routing the Service range onto the
-            # bridge makes a packet for a Service kube-proxy has not programmed (yet) stay on this machine
-            # instead of following the default route, and gives host->Service traffic the node IP as source.
-            _run(["ip", "route", "replace", cidr, "dev", BRIDGE, "src", NODE_IP])
-        else:
-            # kwok's fake pods have addresses nobody answers for: a Service selecting them fails here, fast.
-            _run(["ip", "route", "replace", kind, cidr])
+        # A ClusterIP is DNATed in OUTPUT after the first route lookup: routing the Service range onto the
+        # bridge makes a packet for a Service kube-proxy has not programmed (yet) stay on this machine
+        # instead of following the default route, and gives host->Service traffic the node IP as source.
+        _run(["ip", "route", "replace", route.split(" ", 1)[1], "dev", BRIDGE, "src", NODE_IP])
     _run(["iptables", "-w", "-N", GUARD_CHAIN], check=False)
     _run(["iptables", "-w", "-F", GUARD_CHAIN])
     for rule in _guard_rules():
