@@ -156,6 +156,10 @@ class ModelControl:
         verdict = reduce_models(list(wanted) if wanted is not None else None, replicas)
         return ModelsOutcome(verdict, self._resync_after(key, replicas, settled, retry_at, verdict, wanted is not None))
 
+    def busy(self, key: Key) -> bool:
+        """Whether a load or unload for this InferenceService is under way."""
+        return any(task_key[0] == key for task_key in self._tasks)
+
     def forget(self, key: Key) -> None:
         """The InferenceService is gone: stop its loads and drop what was remembered of it."""
         for task_key in [k for k in self._tasks if k[0] == key]:
@@ -291,7 +295,7 @@ class ModelControl:
         verdict: ModelsVerdict,
         controlling: bool,
     ) -> float | None:
-        if any(k[0] == key for k in self._tasks):
+        if self.busy(key):
             return None  # the task asks for a reconcile when it ends
         if retry_at:
             return max(0.0, min(retry_at) - time.monotonic()) + 0.1

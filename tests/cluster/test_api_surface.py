@@ -17,5 +17,5 @@ def test_kubectl_explain_teaches_the_api(kube: Kube) -> None:
 def test_short_name_category_and_printer_columns(kube: Kube) -> None:
     kube.create(isvc_manifest("columns"))
     header = kube.kubectl("get", "tis").stdout.splitlines()[0].split()
-    assert header[:6] == ["NAME", "READY", "PHASE", "REPLICAS", "QUEUE", "LATENCY"]
+    assert header[:7] == ["NAME", "READY", "PHASE", "REPLICAS", "MODELS", "QUEUE", "LATENCY"]
     assert "columns" in kube.kubectl("get", "triton").stdout  # the `triton` category

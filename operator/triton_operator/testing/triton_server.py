@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import os
 import shutil
 import signal
@@ -169,10 +170,6 @@ class TritonServer:
     successfully, even after it is unloaded.
     """
 
-    #: every endpoint binds here only: nothing is reachable from beyond the machine, and no port clash with a
-    #: service on another address
-    host = "127.0.0.1"
-
     def __init__(
         self,
         model_repository: StrPath | Sequence[StrPath],
@@ -189,6 +186,7 @@ class TritonServer:
         executable: StrPath | None = None,
         env: Mapping[str, str] | None = None,
         log_path: StrPath | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         repos = [model_repository] if isinstance(model_repository, str | os.PathLike) else list(model_repository)
         if not repos:
@@ -203,6 +201,11 @@ class TritonServer:
                 raise ValueError(f"{flag} is set by TritonServer; use its constructor arguments instead")
         if load_models and model_control_mode != "explicit":
             raise ValueError("load_models needs model_control_mode='explicit' (Triton ignores --load-model otherwise)")
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"{host} is not a loopback address: a test server must not be reachable from elsewhere")
+        #: every endpoint binds here only (a loopback address: 127.0.0.2 and 127.0.0.3 let two servers share a
+        #: port number, as pods do)
+        self.host = host
         self.extra_args: tuple[str, ...] = tuple(extra_args)
         self.model_control_mode: ControlMode = model_control_mode
         self.load_models: tuple[str, ...] = tuple(load_models)
