@@ -78,8 +78,12 @@ def test_gpu_pods_land_only_on_nodes_of_the_requested_product_and_become_ready(k
     assert status["phase"] == "Ready"
     assert (status["replicas"], status["readyReplicas"]) == (2, 2)
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Reconciled": "True", "PodsScheduled": "True", "Available": "True", "Ready": "True"
+        "Reconciled": "True", "PodsScheduled": "True", "Available": "True", "ModelsReady": "Unknown", "Ready": "True"
     }
+    # kwok's pods have addresses nobody answers for: the models are reported unknown, never guessed
+    models_ready = next(c for c in status["conditions"] if c["type"] == "ModelsReady")
+    assert models_ready["reason"] == "ReplicasUnreachable"
+    assert "cannot connect to Triton at 10.244." in models_ready["message"]
     nodes = {p["spec"]["nodeName"] for p in pods_of(kube, "h100")}
     assert len(nodes) == 2  # 8 GPUs each: one pod per H100 node
     assert all(n.startswith("gpu-h100-") for n in nodes), nodes

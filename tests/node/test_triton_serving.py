@@ -8,57 +8,15 @@ from __future__ import annotations
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from kubernetes import client as k8s
 
 from tests.cluster.helpers import ISVC, POD, Kube, isvc_manifest
 from tests.polling import wait_for
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster import realnode as rn
 from triton_operator.devcluster.inference import infer_identity
-from triton_operator.devcluster.processes import free_ports
-from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
-from triton_operator.devmode import OperatorProcess, install_crds
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-CLAIM = ("v1", "PersistentVolumeClaim")
 BROKEN_MESSAGE = "broken model: initialize() raises on purpose"
-
-
-@pytest.fixture(scope="session")
-def triton_image_name(node_cluster: LocalCluster) -> str:
-    started = time.monotonic()
-    name = triton_image(node_cluster)
-    print(f"\n[node tier] Triton image {name} ready and imported in {time.monotonic() - started:.1f} s")
-    return name
-
-
-@pytest.fixture(scope="session")
-def node_operator(
-    node_cluster: LocalCluster, triton_image_name: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    install_crds(node_cluster)
-    process = OperatorProcess(node_cluster, Path(tmp_path_factory.mktemp("operator")) / "operator.log", free_ports(1)[0])
-    process.start(extra_args=(f"--default-triton-image={triton_image_name}",))
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def kube(
-    node_api: k8s.ApiClient, node_cluster: LocalCluster, node_namespace: str, node_operator: OperatorProcess
-) -> Kube:
-    kube = Kube(node_api, node_cluster, node_namespace)
-    for manifest in model_claim_manifests(node_cluster, node_namespace):
-        kube.create(manifest)
-    # Bound before the tests start, so their timings are Triton's, not the volume binder's.
-    wait_for(
-        "model claim bound", lambda: (kube.get(CLAIM, MODEL_CLAIM) or {}).get("status", {}).get("phase") == "Bound"
-    )
-    return kube
 
 
 def triton_ready(pod_ip: str) -> bool:
