@@ -72,8 +72,10 @@ def test_models_change_in_place_without_a_restart_or_rollout(kube: Kube, node_cl
             models=[{"name": "identity"}],
         )
     )
-    wait_for("Ready with identity loaded", lambda: kube.status(NAME).get("phase") == "Ready", timeout=180)
+    # what a GitOps pipeline runs: kubectl's own wait on the positive-polarity Ready condition
+    kube.kubectl("wait", "--for=condition=Ready", f"tis/{NAME}", "--timeout=180s")
     first_ready = time.monotonic() - started
+    assert kube.status(NAME)["phase"] == "Ready"
     assert model_states(kube) == {"identity": "READY"}
     assert kube.status(NAME)["modelsReady"] == "1/1"
     assert kube.condition(NAME, "ModelsReady")["status"] == "True"

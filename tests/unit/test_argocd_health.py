@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from lupa import LuaRuntime
 
+from triton_operator.policy.models import ModelEntry, ReplicaModels, reduce_models
 from triton_operator.policy.observations import DeploymentObservation, PodObservation
 from triton_operator.policy.status import Observed, reduce_status
 from triton_operator.render import parse_inference_service
@@ -47,6 +48,17 @@ def deployment(ready: int) -> DeploymentObservation:
     )
 
 
+def with_models(*entries: ModelEntry) -> Observed:
+    """A ready pod whose Triton reports ``entries`` for the wanted models a and b (the real reducer decides)."""
+    models = reduce_models(["a", "b"], [ReplicaModels("p", reachable=True, entries=entries)])
+    return Observed(deployment=deployment(1), pods=[PodObservation("p", True, True)], models=models)
+
+
+MODEL_LOADING = with_models(ModelEntry("a", "1", "READY"), ModelEntry("b", "1", "LOADING"))
+MODEL_FAILED = with_models(ModelEntry("a", "1", "READY"), ModelEntry("b", "1", "UNAVAILABLE", "Internal: boom"))
+MODELS_READY = with_models(ModelEntry("a", "1", "READY"), ModelEntry("b", "1", "READY"))
+
+
 @pytest.mark.parametrize(
     ("obj", "health", "message_part"),
     [
@@ -77,8 +89,22 @@ def deployment(ready: int) -> DeploymentObservation:
             "Progressing",
             "generation 2",
         ),
+        (service_with(MODELS_READY), "Healthy", "2 models ready on p"),
+        (service_with(MODEL_LOADING), "Progressing", "model b: loading on p"),
+        (service_with(MODEL_FAILED), "Degraded", "model b loads on no replica: failed to load on p: Internal: boom"),
     ],
-    ids=["no-status", "ready", "loading", "unschedulable", "image-pull", "apply-failed", "stale-generation"],
+    ids=[
+        "no-status",
+        "ready",
+        "loading",
+        "unschedulable",
+        "image-pull",
+        "apply-failed",
+        "stale-generation",
+        "models-ready",
+        "model-loading",
+        "model-failed",
+    ],
 )
 def test_argocd_health(obj: dict[str, Any], health: str, message_part: str) -> None:
     status, message = argocd_health(obj)
@@ -111,8 +137,11 @@ def flux_health(obj: dict[str, Any]) -> str:
         (service_with(Observed(deployment=deployment(0))), "inProgress"),
         (service_with(Observed(apply_error="quota exceeded")), "failed"),
         (service_with(Observed(deployment=deployment(1)), generation=2, observed_generation=1), "inProgress"),
+        (service_with(MODELS_READY), "current"),
+        (service_with(MODEL_LOADING), "inProgress"),
+        (service_with(MODEL_FAILED), "failed"),
     ],
-    ids=["ready", "loading", "apply-failed", "stale-generation"],
+    ids=["ready", "loading", "apply-failed", "stale-generation", "models-ready", "model-loading", "model-failed"],
 )
 def test_flux_health_check_exprs(obj: dict[str, Any], health: str) -> None:
     assert flux_health(obj) == health
