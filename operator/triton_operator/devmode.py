@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_operator.devcluster import LocalCluster
-from triton_operator.devcluster.inference import infer_identity
+from triton_operator.devcluster.inference import infer_identity_once_routed
 from triton_operator.devcluster.processes import free_ports
 from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
 from triton_operator.yamlio import dump_all_yaml, dump_yaml
@@ -159,7 +159,7 @@ def dev_up(example: Path | None) -> int:
         print(dump_yaml({"status": status}))
         cluster_ip = kubectl(cluster, "get", "service", name, "-o", "jsonpath={.spec.clusterIP}")
         sent = (1.0, 2.0, 3.0, 4.0)
-        answer = infer_identity(cluster_ip, "http", sent)
+        answer = infer_identity_once_routed(cluster_ip, "http", sent)
         print(f"inference: identity{list(sent)} -> {answer}, answered by Triton in a pod of {name} via {cluster_ip}:8000")
     print(f"export KUBECONFIG={cluster.kubeconfig}\nexport PATH={cluster.bin_dir}:$PATH")
     _say("`triton-operator dev down` stops everything")

@@ -13,12 +13,10 @@ import time
 import urllib.request
 from typing import Any
 
-from kubernetes import client as k8s
-
 from tests.cluster.helpers import DEPLOYMENT, POD, Kube, isvc_manifest
 from tests.polling import wait_for
 from triton_operator.devcluster import LocalCluster
-from triton_operator.devcluster.inference import infer_identity
+from triton_operator.devcluster.inference import infer_identity, infer_identity_once_routed
 from triton_operator.policy.readiness_gate import GATE
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -61,17 +59,22 @@ def every_pod_has(kube: Kube, wanted: dict[str, str]) -> bool:
     )
 
 
-def test_models_change_in_place_without_a_restart_or_rollout(kube: Kube, node_cluster: LocalCluster) -> None:
-    started = time.monotonic()
+def create_managed(kube: Kube, replicas: int, models: list[str]) -> None:
+    """A CPU service over the node's model claim with explicit model control."""
     kube.create(
         isvc_manifest(
             NAME,
             modelRepository={"uri": "pvc://triton-models"},
             gpu={"count": 0},
-            replicas=2,
-            models=[{"name": "identity"}],
+            replicas=replicas,
+            models=[{"name": name} for name in models],
         )
     )
+
+
+def test_models_change_in_place_without_a_restart_or_rollout(kube: Kube, node_cluster: LocalCluster) -> None:
+    started = time.monotonic()
+    create_managed(kube, replicas=2, models=["identity"])
     # what a GitOps pipeline runs: kubectl's own wait on the positive-polarity Ready condition
     kube.kubectl("wait", "--for=condition=Ready", f"tis/{NAME}", "--timeout=180s")
     first_ready = time.monotonic() - started
@@ -106,7 +109,7 @@ def test_models_change_in_place_without_a_restart_or_rollout(kube: Kube, node_cl
     assert kube.status(NAME)["phase"] == "Degraded"
     assert kube.condition(NAME, "ModelsReady")["reason"] == "ModelsDegraded"
     service_ip = (kube.get(("v1", "Service"), NAME) or {})["spec"]["clusterIP"]
-    assert infer_identity(service_ip, "http") == [1.0, 2.0, 3.0, 4.0], "identity keeps serving through the Service"
+    assert infer_identity_once_routed(service_ip, "http") == [1.0, 2.0, 3.0, 4.0], "identity keeps serving through the Service"
 
     # remove a model and drop the bad override: unloaded everywhere, back to Ready
     set_models(kube, [{"name": "identity"}])
@@ -135,17 +138,9 @@ def test_models_change_in_place_without_a_restart_or_rollout(kube: Kube, node_cl
 
 
 def test_a_new_replica_and_a_restarted_container_get_the_models_before_traffic(
-    kube: Kube, node_cluster: LocalCluster, node_api: k8s.ApiClient
+    kube: Kube, node_cluster: LocalCluster
 ) -> None:
-    kube.create(
-        isvc_manifest(
-            NAME,
-            modelRepository={"uri": "pvc://triton-models"},
-            gpu={"count": 0},
-            replicas=1,
-            models=[{"name": "identity"}, {"name": "sleeper"}],
-        )
-    )
+    create_managed(kube, replicas=1, models=["identity", "sleeper"])
     wait_for("Ready", lambda: kube.status(NAME).get("phase") == "Ready", timeout=180)
     first = next(iter(identities(kube)))
 

@@ -13,7 +13,7 @@ from tests.cluster.helpers import ISVC, POD, Kube, isvc_manifest
 from tests.polling import wait_for
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster import realnode as rn
-from triton_operator.devcluster.inference import infer_identity
+from triton_operator.devcluster.inference import infer_identity, infer_identity_once_routed
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 BROKEN_MESSAGE = "broken model: initialize() raises on purpose"
@@ -46,7 +46,7 @@ def test_a_cpu_service_serves_real_inference_through_its_service(kube: Kube) -> 
     assert "Loading" in seen  # the pod ran before Triton was ready, and status said so
     service_ip = (kube.get(("v1", "Service"), "identity") or {})["spec"]["clusterIP"]
     sent = (0.5, -1.0, 3.25, 1e6)
-    assert infer_identity(service_ip, "http", sent) == list(sent)
+    assert infer_identity_once_routed(service_ip, "http", sent) == list(sent)
     assert infer_identity(service_ip, "grpc", sent) == list(sent)
     print(f"\n[node tier] apply -> Ready with real Triton in {time.monotonic() - started:.1f} s")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import numpy as np
@@ -29,3 +30,19 @@ def infer_identity(
         return [float(v) for v in result.as_numpy("OUTPUT0")[0]]
     finally:
         client.close()
+
+
+def infer_identity_once_routed(
+    host: str, protocol: Protocol = "http", values: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0), timeout: float = 15.0
+) -> list[float]:
+    """:func:`infer_identity` through a Service that just got its first ready pod: kube-proxy programs the
+    Service's rules a moment after the pod turns Ready (the EndpointSlice controller, then kube-proxy's sync), and
+    until then the node refuses the connection. Only that refusal is retried, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return infer_identity(host, protocol, values)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
