@@ -1,0 +1,270 @@
+"""The queue-latency autoscaling policy: Triton's counters in, desired replicas out. No I/O.
+
+Inputs are per-replica samples of Triton's counters, summed over the replica's models (:class:`ReplicaSample`),
+taken only from ready replicas (a replica still loading would report queue time for requests it never got). From
+them, over a window:
+
+- queue latency, request-weighted: the sum of ``nv_inference_queue_duration_us`` deltas over the sum of
+  ``nv_inference_request_success`` deltas, across replicas and models (not an average of per-model averages,
+  which under-reports by about the number of models: triton-inference-server/server#8979);
+- compute time per request (``nv_inference_compute_infer_duration_us``) and throughput; with
+  ``nv_inference_exec_count`` (batches run), how busy the replicas were: every request of a batch records the
+  batch's compute time, so busy time is compute time x batches / requests;
+- the backlog now: ``nv_inference_pending_request_count``. Queue time is recorded when a request completes, so
+  under a sudden overload it lags; the backlog divided by throughput (Little's law) shows the wait a new request
+  faces at once.
+
+The decision, in order:
+
+1. No usable samples: hold the current count and say why (never fall to minReplicas for lack of data).
+2. Utilization: replicas = busy replicas x (arrivals / completions) / target utilization. The target
+   utilization follows from the target and the compute time (a queue of requests taking ``S`` ms each waits about
+   ``rho * S / (2 (1 - rho))``, so ``rho = 2T / (2T + S)``, kept within [0.5, 0.9]). Busy time counts one model
+   instance per replica, so with several instances or growing batches it over-states the load: the error is on
+   the side of capacity. This is what scales down: at low load the queue time is near zero whatever the count.
+3. Latency: while queue latency is above the target, replicas grow in proportion to time in system,
+   ``n * (latency + compute) / (target + compute)``; the larger of 2 and 3 wins.
+4. Hysteresis: within ``tolerance`` of the target, the count holds; above the target it never falls.
+5. The fast path (Knative's panic mode): when the short window's latency or backlog wait exceeds
+   ``panic_threshold`` x target, scale up at once, and do not scale down until ``panic_hold`` seconds pass
+   without another such reading.
+6. Stabilization (as the HPA's behavior field): scale up to the lowest recommendation of the scale-up window, down
+   to the highest of the scale-down window; at most ``max(2n, n + 4)`` replicas per step up; clamped to
+   [minReplicas, maxReplicas].
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from triton_operator.api.v1alpha1 import AutoscalingSpec
+
+#: Default scale-down stabilization, as the HPA's: capacity is removed only when it was not needed for 5 minutes.
+DEFAULT_SCALE_DOWN_WINDOW = 300.0
+
+
+@dataclass(frozen=True)
+class ReplicaSample:
+    """One ready replica's counters at one instant, summed over its models. ``at`` is in seconds on one clock for
+    all samples (the operator uses time.monotonic())."""
+
+    pod: str
+    at: float
+    queue_us: float
+    success: float
+    compute_us: float
+    executions: float
+    pending: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The knobs, from spec.autoscaling and the operator's defaults."""
+
+    min_replicas: int
+    max_replicas: int
+    target_ms: float
+    scale_up_window: float = 0.0
+    scale_down_window: float = DEFAULT_SCALE_DOWN_WINDOW
+    metric_window: float = 10.0
+    panic_window: float = 4.0
+    panic_threshold: float = 2.0
+    panic_hold: float = 30.0
+    tolerance: float = 0.1
+
+    @classmethod
+    def from_spec(cls, spec: AutoscalingSpec) -> Settings:
+        up = spec.scale_up.stabilization_window_seconds if spec.scale_up else None
+        down = spec.scale_down.stabilization_window_seconds if spec.scale_down else None
+        return cls(
+            min_replicas=spec.min_replicas,
+            max_replicas=spec.max_replicas,
+            target_ms=float(spec.target_queue_latency_milliseconds),
+            scale_up_window=float(up) if up is not None else 0.0,
+            scale_down_window=float(down) if down is not None else DEFAULT_SCALE_DOWN_WINDOW,
+        )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the samples say over one window."""
+
+    queue_ms: float  # request-weighted queue time of the requests completed in the window
+    compute_ms: float  # compute time per completed request
+    completed_per_second: float
+    arrivals_per_second: float  # completions plus backlog growth
+    busy_replicas: float  # replicas' worth of compute time per second (batches counted once)
+    pending: float  # backlog at the end of the window, all replicas
+    replicas: int  # replicas with at least two samples in the window
+
+    @property
+    def backlog_wait_ms(self) -> float:
+        """The wait a request arriving now faces: the backlog at the current throughput, less its own compute."""
+        if self.pending <= 0:
+            return 0.0
+        if self.completed_per_second <= 0:
+            return math.inf
+        return max(0.0, self.pending / self.completed_per_second * 1000.0 - self.compute_ms)
+
+
+@dataclass
+class Memory:
+    """What the policy carries from one decision to the next, per InferenceService. Losing it (an operator
+    restart) costs one metric window of holding, nothing else."""
+
+    samples: dict[str, list[ReplicaSample]] = field(default_factory=dict)
+    recommendations: list[tuple[float, int]] = field(default_factory=list)
+    panic_until: float = -math.inf
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The desired replicas and why, with the inputs that made it (for status, the Event and metrics)."""
+
+    desired: int
+    reason: str
+    queue_ms: float | None = None
+    measured: Measured | None = None
+    panic: bool = False
+
+
+def remember(memory: Memory, samples: Iterable[ReplicaSample], keep_seconds: float) -> None:
+    """Add this round's samples; forget replicas that sent none (gone or no longer ready) and samples older than
+    ``keep_seconds`` (one older sample per replica is kept, as the base of the window's delta)."""
+    fresh: dict[str, list[ReplicaSample]] = {}
+    for sample in samples:
+        history = [*memory.samples.get(sample.pod, []), sample]
+        cutoff = sample.at - keep_seconds
+        while len(history) > 2 and history[1].at <= cutoff:
+            history.pop(0)
+        fresh[sample.pod] = history
+    memory.samples = fresh
+
+
+def _delta(values: Sequence[float]) -> float:
+    """Increase of a counter over consecutive samples; a drop means the replica restarted and counted from zero."""
+    total = 0.0
+    for before, after in itertools.pairwise(values):
+        total += after - before if after >= before else after
+    return total
+
+
+def measure(memory: Memory, now: float, window: float) -> Measured | None:
+    """The window's numbers across replicas, or None when no replica has two samples in it."""
+    queue = success = compute = per_second = pending_growth = pending = busy = 0.0
+    replicas = 0
+    for history in memory.samples.values():
+        start = next((i for i in range(len(history) - 1, -1, -1) if history[i].at <= now - window), 0)
+        span = history[start:]
+        pending += span[-1].pending
+        if len(span) < 2 or span[-1].at <= span[0].at:
+            continue
+        seconds = span[-1].at - span[0].at
+        replicas += 1
+        queue += _delta([s.queue_us for s in span])
+        done = _delta([s.success for s in span])
+        success += done
+        computed = _delta([s.compute_us for s in span])
+        compute += computed
+        batches = _delta([s.executions for s in span])
+        busy += computed * (min(batches, done) / done if done and batches else 1.0) / 1e6 / seconds
+        per_second += done / seconds
+        pending_growth += (span[-1].pending - span[0].pending) / seconds
+    if replicas == 0:
+        return None
+    return Measured(
+        queue_ms=queue / success / 1000.0 if success else 0.0,
+        compute_ms=compute / success / 1000.0 if success else 0.0,
+        completed_per_second=per_second,
+        arrivals_per_second=max(0.0, per_second + pending_growth),
+        busy_replicas=busy,
+        pending=pending,
+        replicas=replicas,
+    )
+
+
+def target_utilization(target_ms: float, compute_ms: float) -> float:
+    """How busy a replica may be with queue time still near the target (see the module docstring)."""
+    if compute_ms <= 0:
+        return 0.9
+    return min(0.9, max(0.5, 2 * target_ms / (2 * target_ms + compute_ms)))
+
+
+def _clamp(settings: Settings, replicas: int) -> int:
+    return max(settings.min_replicas, min(settings.max_replicas, replicas))
+
+
+def _stabilized(settings: Settings, memory: Memory, now: float, current: int, recommended: int) -> int:
+    """The HPA's rule: up to the lowest recommendation of the scale-up window, down to the highest of the
+    scale-down window. Without a history (a new service, or the operator restarted) the current count stands
+    for it: nothing is given back before one scale-down window has shown it is not needed."""
+    if not memory.recommendations:
+        memory.recommendations.append((now, current))
+    memory.recommendations.append((now, recommended))
+    horizon = now - max(settings.scale_up_window, settings.scale_down_window)
+    memory.recommendations = [(at, r) for at, r in memory.recommendations if at >= horizon]
+    up = [r for at, r in memory.recommendations if at >= now - settings.scale_up_window]
+    down = [r for at, r in memory.recommendations if at >= now - settings.scale_down_window]
+    if recommended > current:
+        return max(current, min(up))
+    if recommended < current:
+        return min(current, max(down))
+    return current
+
+
+def decide(settings: Settings, memory: Memory, current: int, ready: int, now: float) -> Decision:
+    """The desired replicas now. ``current`` is the Deployment's replica count, ``ready`` how many serve; the
+    samples were given to :func:`remember` before."""
+    target = settings.target_ms
+    stable = measure(memory, now, settings.metric_window)
+    if ready == 0 or stable is None:
+        why = "no ready replica to measure" if ready == 0 else "no metrics yet from the ready replicas"
+        return Decision(_clamp(settings, current), f"{why}: holding {current} replicas")
+    fast = measure(memory, now, settings.panic_window) or stable
+    latency_now = max(fast.queue_ms, fast.backlog_wait_ms)
+    if latency_now > settings.panic_threshold * target:
+        memory.panic_until = now + settings.panic_hold
+    panic = now < memory.panic_until
+
+    if stable.completed_per_second == 0 and stable.pending > 0:
+        return Decision(
+            _clamp(settings, current),
+            f"{stable.pending:g} requests pending but none completed in {settings.metric_window:g} s: "
+            f"holding {current} replicas",
+            stable.queue_ms,
+            stable,
+            panic,
+        )
+    latency = max(stable.queue_ms, latency_now) if panic else stable.queue_ms
+    serving = max(ready, 1)
+    growth = stable.arrivals_per_second / stable.completed_per_second if stable.completed_per_second else 1.0
+    utilization = target_utilization(target, stable.compute_ms)
+    by_utilization = math.ceil(stable.busy_replicas * growth / utilization - 1e-9)
+    by_latency = 0
+    if latency > target:
+        compute = stable.compute_ms
+        by_latency = math.ceil(serving * (latency + compute) / (target + compute) - 1e-9)
+    recommended = max(by_utilization, by_latency, 1 if stable.arrivals_per_second > 0 else 0)
+    if abs(latency - target) <= settings.tolerance * target and not panic:
+        recommended = current  # hysteresis: at the target, hold
+    if panic or latency > target:
+        recommended = max(recommended, current)  # over the target (or just were): never give capacity back
+    recommended = min(recommended, max(2 * current, current + 4))
+    desired = _clamp(settings, _stabilized(settings, memory, now, current, _clamp(settings, recommended)))
+
+    detail = (
+        f"queue latency {latency:.1f} ms (target {target:g} ms) at {stable.completed_per_second:.1f} req/s "
+        f"over {stable.replicas} ready replicas"
+    )
+    if desired > current:
+        reason = f"{detail}: scaling up {current} -> {desired}" + (" (fast path)" if panic else "")
+    elif desired < current:
+        reason = f"{detail}: scaling down {current} -> {desired}"
+    elif _clamp(settings, recommended) < current:
+        reason = f"{detail}: holding {current} (scale-down stabilization {settings.scale_down_window:g} s)"
+    else:
+        reason = f"{detail}: holding {current}"
+    return Decision(desired, reason, stable.queue_ms, stable, panic)
