@@ -22,6 +22,7 @@ binaries:  ## build (or reuse) the cached etcd, Kubernetes, kwok binaries
 prereqs: binaries  ## everything the test tiers run: node packages (apt, as root), host Triton, CPU Triton image
 	hack/install-node-packages.sh
 	hack/install-triton-host.sh >/dev/null
+	hack/install-prometheus.sh >/dev/null
 	hack/build-triton-image.sh >/dev/null
 
 demo: $(STAMP) prereqs  ## local cluster + real node + operator; quickstart applied, Ready, status, a real inference

@@ -35,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         workers=args.workers,
         api_concurrency=args.api_concurrency,
+        autoscale_interval=args.autoscale_interval,
         defaults=OperatorDefaults(triton_image=args.default_triton_image),
     )
     asyncio.run(
@@ -93,6 +94,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
     run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
     run.add_argument("--workers", type=int, default=8, help="concurrent reconciles (default 8)")
+    run.add_argument(
+        "--autoscale-interval",
+        type=float,
+        default=2.0,
+        help="seconds between the built-in autoscaler's decisions (default 2: Triton refreshes its metrics every 2 s)",
+    )
     run.add_argument("--api-concurrency", type=int, default=8, help="concurrent Kubernetes API requests (default 8)")
     run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="Prometheus metrics port, 0 to disable")
     run.add_argument("--health-port", type=int, default=DEFAULT_HEALTH_PORT, help="liveness endpoint port, 0 to disable")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from triton_operator.autoscaler import DEFAULT_INTERVAL_SECONDS, Autoscaler, ScaleApi
 from triton_operator.model_control import ModelControl
 from triton_operator.reconciler import Kube, Reconciler, RetryLater, now_rfc3339
 from triton_operator.resources.children import ChildKind
@@ -32,14 +33,25 @@ QUEUE_DEPTH = Gauge("triton_operator_queue_depth", "InferenceServices waiting fo
 SERVICES = Gauge("triton_operator_inferenceservices", "InferenceServices the operator watches.")
 
 
+class OperatorApi(Kube, ScaleApi, Protocol):
+    """Every API call the operator makes: the reconciler's and the autoscaler's."""
+
+
 class Controller:
     """Owns the store, the queue and the workers."""
 
-    def __init__(self, kube: Kube, workers: int = 8, defaults: OperatorDefaults = DEFAULTS) -> None:
+    def __init__(
+        self,
+        kube: OperatorApi,
+        workers: int = 8,
+        defaults: OperatorDefaults = DEFAULTS,
+        autoscale_interval: float = DEFAULT_INTERVAL_SECONDS,
+    ) -> None:
         self.store = Store()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.models = ModelControl(kube, self.queue.add, now_rfc3339)
         self.reconciler = Reconciler(kube, self.store, self.models, defaults)
+        self.autoscaler = Autoscaler(kube, self.store, now_rfc3339, interval=autoscale_interval)
         self._worker_count = workers
         self._tasks: list[asyncio.Task[None]] = []
         QUEUE_DEPTH.set_function(lambda: len(self.queue))
@@ -77,11 +89,13 @@ class Controller:
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self._worker_count)]
+        self.autoscaler.start()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.autoscaler.stop()
         await self.models.stop()
 
     async def _work(self) -> None:

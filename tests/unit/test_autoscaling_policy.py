@@ -61,8 +61,8 @@ def pods(n: int, load: Load) -> dict[str, Load]:
 @pytest.mark.parametrize(
     ("loads", "current", "ready", "desired", "reason_part"),
     [
-        ({}, 3, 3, 3, "no metrics yet from the ready replicas: holding 3"),
-        (pods(2, Load(50, 5)), 2, 0, 2, "no ready replica to measure: holding 2"),
+        ({}, 3, 3, 3, "no metrics yet from the ready replicas: holding 3 without metrics"),
+        (pods(2, Load(50, 5)), 2, 0, 2, "no ready replica to measure: holding 2 without metrics"),
         # 2 replicas at 200 ms queue time, 10 ms compute: n (L + S) / (T + S) = 2 * 210 / 60 -> 7, but at most
         # max(2n, n + 4) = 6 per step
         (pods(2, Load(90, 200)), 2, 2, 6, "scaling up 2 -> 6 (fast path)"),

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from triton_operator.render import parse_inference_service
-from triton_operator.resources.children import DEPLOYMENT, PDB, SERVICE, desired_children
+from triton_operator.resources.children import DEPLOYMENT, HPA, PDB, SERVICE, desired_children
 from triton_operator.resources.deployment import build_deployment
 from triton_operator.resources.meta import OperatorDefaults
 
@@ -240,3 +240,37 @@ def test_the_operator_default_image_applies_unless_the_spec_names_one() -> None:
     assert own["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/triton:1"
     assert container()["image"] == "nvcr.io/nvidia/tritonserver:25.10-py3"
     assert container()["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_the_hpa_engine_gets_an_hpa_on_the_queue_latency_pods_metric() -> None:
+    autoscaling = {
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "targetQueueLatencyMilliseconds": 80,
+        "engine": "HPA",
+        "scaleDown": {"stabilizationWindowSeconds": 120},
+    }
+    hpa = desired_children(isvc(autoscaling=autoscaling)).manifests[HPA]
+    assert hpa is not None
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "m"},
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "metrics": [
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": "triton_queue_latency_milliseconds"},
+                    "target": {"type": "AverageValue", "averageValue": "80"},
+                },
+            }
+        ],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}},
+    }
+    assert "replicas" not in desired_children(isvc(autoscaling=autoscaling)).manifests[DEPLOYMENT]["spec"]
+
+
+@pytest.mark.parametrize("spec", [{}, {"autoscaling": {"maxReplicas": 3}}, {"autoscaling": {"maxReplicas": 3, "engine": "Operator"}}])
+def test_no_hpa_without_the_hpa_engine(spec: dict[str, Any]) -> None:
+    assert desired_children(isvc(**spec)).manifests[HPA] is None

@@ -54,6 +54,10 @@ def load_kube_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
     return k8s_client.ApiClient(configuration)
 
 
+#: The field manager of replica counts the built-in autoscaler writes.
+AUTOSCALER_FIELD_MANAGER = "triton-operator-autoscaler"
+
+
 class KubeAdapter:
     """Blocking dynamic-client calls behind async methods."""
 
@@ -108,6 +112,22 @@ class KubeAdapter:
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
+            serializer=_plain,
+        )
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set the Deployment's replicas through its scale subresource, under the autoscaler's own field manager
+        (so the owner of spec.replicas is visible in managedFields, apart from the operator's applies)."""
+        resource = self._resource("apps/v1", "Deployment").subresources["scale"]
+        API_WRITES.labels("scale", "Deployment").inc()
+        await self._run(
+            self._dynamic.patch,
+            resource,
+            body={"spec": {"replicas": replicas}},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            field_manager=AUTOSCALER_FIELD_MANAGER,
             serializer=_plain,
         )
 

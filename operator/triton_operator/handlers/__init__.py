@@ -14,8 +14,9 @@ import kopf
 
 from triton_operator.adapters.kube import KubeAdapter, load_kube_config
 from triton_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from triton_operator.autoscaler import DEFAULT_INTERVAL_SECONDS
 from triton_operator.controller import Controller
-from triton_operator.resources.children import DEPLOYMENT, PDB, SERVICE, ChildKind
+from triton_operator.resources.children import DEPLOYMENT, HPA, PDB, SERVICE, ChildKind
 from triton_operator.resources.meta import DEFAULTS, MANAGED_BY
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -34,7 +35,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     kube = KubeAdapter(load_kube_config(memo.get("kubeconfig")), concurrency=memo.get("api_concurrency", 8))
-    controller = Controller(kube, workers=memo.get("workers", 8), defaults=memo.get("defaults", DEFAULTS))
+    controller = Controller(
+        kube,
+        workers=memo.get("workers", 8),
+        defaults=memo.get("defaults", DEFAULTS),
+        autoscale_interval=memo.get("autoscale_interval", DEFAULT_INTERVAL_SECONDS),
+    )
     controller.start()
     memo["kube"] = kube
     memo["controller"] = controller
@@ -63,6 +69,7 @@ def _child_handler(kind: ChildKind, group: str, version: str, plural: str) -> No
 _child_handler(DEPLOYMENT, "apps", "v1", "deployments")
 _child_handler(SERVICE, "", "v1", "services")
 _child_handler(PDB, "policy", "v1", "poddisruptionbudgets")
+_child_handler(HPA, "autoscaling", "v2", "horizontalpodautoscalers")
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)

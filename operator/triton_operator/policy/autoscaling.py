@@ -222,7 +222,7 @@ def decide(settings: Settings, memory: Memory, current: int, ready: int, now: fl
     stable = measure(memory, now, settings.metric_window)
     if ready == 0 or stable is None:
         why = "no ready replica to measure" if ready == 0 else "no metrics yet from the ready replicas"
-        return Decision(_clamp(settings, current), f"{why}: holding {current} replicas")
+        return Decision(_clamp(settings, current), f"{why}: holding {current} without metrics")
     fast = measure(memory, now, settings.panic_window) or stable
     latency_now = max(fast.queue_ms, fast.backlog_wait_ms)
     if latency_now > settings.panic_threshold * target:
@@ -233,7 +233,7 @@ def decide(settings: Settings, memory: Memory, current: int, ready: int, now: fl
         return Decision(
             _clamp(settings, current),
             f"{stable.pending:g} requests pending but none completed in {settings.metric_window:g} s: "
-            f"holding {current} replicas",
+            f"holding {current} without throughput",
             stable.queue_ms,
             stable,
             panic,

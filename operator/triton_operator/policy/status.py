@@ -144,7 +144,7 @@ def conditions(isvc: InferenceService, observed: Observed, decided: Verdict) -> 
             RECONCILED,
             observed.apply_error is None,
             "ApplyFailed" if observed.apply_error else "ChildrenApplied",
-            observed.apply_error or "Deployment, Service and disruption budget match the spec",
+            observed.apply_error or "the Deployment, Service, disruption budget and HPA the spec asks for match it",
         ),
         _condition(
             PODS_SCHEDULED,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from triton_operator.api.v1alpha1 import InferenceService
 from triton_operator.resources.deployment import build_deployment
+from triton_operator.resources.horizontalpodautoscaler import build_horizontal_pod_autoscaler
 from triton_operator.resources.meta import DEFAULTS, Manifest, OperatorDefaults
 from triton_operator.resources.poddisruptionbudget import build_pod_disruption_budget
 from triton_operator.resources.service import build_service
@@ -23,7 +24,8 @@ class ChildKind:
 DEPLOYMENT = ChildKind("apps/v1", "Deployment", "deployments")
 SERVICE = ChildKind("v1", "Service", "services")
 PDB = ChildKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
-CHILD_KINDS = (DEPLOYMENT, SERVICE, PDB)
+HPA = ChildKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+CHILD_KINDS = (DEPLOYMENT, SERVICE, PDB, HPA)
 
 
 @dataclass(frozen=True)
@@ -48,5 +50,6 @@ def desired_children(isvc: InferenceService, defaults: OperatorDefaults = DEFAUL
             DEPLOYMENT: build_deployment(isvc, defaults),
             SERVICE: build_service(isvc),
             PDB: build_pod_disruption_budget(isvc),
+            HPA: build_horizontal_pod_autoscaler(isvc),
         }
     )

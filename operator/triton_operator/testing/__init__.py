@@ -4,6 +4,7 @@ Kept inside the package, not under tests/, so benchmarks and ad-hoc scripts can 
 the operator itself imports this package.
 """
 
+from triton_operator.testing.prometheus import PrometheusServer, PrometheusServerError, find_prometheus
 from triton_operator.testing.triton_server import (
     DEFAULT_PYTRITON_VERSION,
     TritonServer,
@@ -12,4 +13,13 @@ from triton_operator.testing.triton_server import (
     free_ports,
 )
 
-__all__ = ["DEFAULT_PYTRITON_VERSION", "TritonServer", "TritonServerError", "find_tritonserver", "free_ports"]
+__all__ = [
+    "DEFAULT_PYTRITON_VERSION",
+    "PrometheusServer",
+    "PrometheusServerError",
+    "TritonServer",
+    "TritonServerError",
+    "find_prometheus",
+    "find_tritonserver",
+    "free_ports",
+]
