@@ -4,7 +4,12 @@ Kept inside the package, not under tests/, so benchmarks and ad-hoc scripts can 
 the operator itself imports this package.
 """
 
-from triton_operator.testing.prometheus import PrometheusServer, PrometheusServerError, find_prometheus
+from triton_operator.testing.prometheus import (
+    PrometheusServer,
+    PrometheusServerError,
+    file_sd_scrape,
+    find_prometheus,
+)
 from triton_operator.testing.triton_server import (
     DEFAULT_PYTRITON_VERSION,
     TritonServer,
@@ -19,6 +24,7 @@ __all__ = [
     "PrometheusServerError",
     "TritonServer",
     "TritonServerError",
+    "file_sd_scrape",
     "find_prometheus",
     "find_tritonserver",
     "free_ports",

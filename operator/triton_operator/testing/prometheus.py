@@ -77,17 +77,26 @@ def _value(vector: Sequence[Mapping[str, Any]], address: str, labels: Mapping[st
     return 0.0
 
 
+def file_sd_scrape(job: str, targets_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """A scrape config whose targets (with their labels) are read from a file Prometheus watches, so a test can
+    add the replicas an autoscaler creates. (Debian's Prometheus is built without Kubernetes service discovery;
+    the file stands in for it: the test writes what a PodMonitor would discover.)"""
+    return {"job_name": job, "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]}
+
+
 class PrometheusServer:
     """One prometheus process on 127.0.0.1, scraping ``targets`` (each with its own labels, e.g. the
-    ``namespace`` and ``pod`` a PodMonitor would attach), started and stopped by this object.
+    ``namespace`` and ``pod`` a PodMonitor would attach) and any further ``scrape_configs`` (such as
+    :func:`file_sd_scrape`), started and stopped by this object.
 
     ``extra_args`` go last on the command line (e.g. ``--query.max-samples=1`` to make every query fail).
     """
 
     def __init__(
         self,
-        targets: Sequence[Target],
+        targets: Sequence[Target] = (),
         *,
+        scrape_configs: Sequence[Mapping[str, Any]] = (),
         scrape_interval: float = 1.0,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
@@ -95,6 +104,7 @@ class PrometheusServer:
         executable: str | os.PathLike[str] | None = None,
     ) -> None:
         self.targets: list[tuple[str, dict[str, str]]] = [(address, dict(labels)) for address, labels in targets]
+        self.scrape_configs = [dict(config) for config in scrape_configs]
         self.scrape_interval = scrape_interval
         self.extra_args = tuple(extra_args)
         self.startup_timeout = startup_timeout
@@ -123,14 +133,15 @@ class PrometheusServer:
         """The prometheus.yml written at start (as data: JSON is YAML). One static config per target, so that
         each target gets its own labels even when two share an address."""
         interval = _duration(self.scrape_interval)
+        static = [
+            {
+                "job_name": "triton",
+                "static_configs": [{"targets": [address], "labels": labels} for address, labels in self.targets],
+            }
+        ]
         return {
             "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
-            "scrape_configs": [
-                {
-                    "job_name": "triton",
-                    "static_configs": [{"targets": [address], "labels": labels} for address, labels in self.targets],
-                }
-            ],
+            "scrape_configs": (static if self.targets else []) + self.scrape_configs,
         }
 
     def argv(self) -> list[str]:
