@@ -7,12 +7,13 @@ mode, so no fixture's readiness ever depends on a broken model.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from triton_operator.testing import TritonServer, find_tritonserver
+from triton_operator.testing import PrometheusServerError, TritonServer, find_prometheus, find_tritonserver
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 GOOD = MODELS / "good"
@@ -37,3 +38,15 @@ def explicit_server(tritonserver_bin: Path) -> Iterator[TritonServer]:
     """A fresh explicit-mode server over good and bad with nothing loaded (live, about 0.1 s to start)."""
     with TritonServer([GOOD, BAD], model_control_mode="explicit", executable=tritonserver_bin) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> Path:
+    """Debian's prometheus (hack/install-prometheus.sh). Missing, the Prometheus tests fail in CI (`make test`
+    installs it first) and are skipped elsewhere."""
+    try:
+        return find_prometheus()
+    except PrometheusServerError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))

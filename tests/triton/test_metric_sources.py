@@ -10,7 +10,6 @@ second as three labelled targets) serve every test; the Prometheus needs about 5
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
 import threading
@@ -25,7 +24,7 @@ from prometheus_client import REGISTRY, generate_latest
 from tests.triton.helpers import infer_concurrently, metric_samples
 from triton_operator.adapters.metrics import METRICS, MetricsRound, query_prometheus, scrape_pods
 from triton_operator.policy.autoscaling import ReplicaSample
-from triton_operator.testing import PrometheusServer, PrometheusServerError, TritonServer, find_prometheus
+from triton_operator.testing import PrometheusServer, TritonServer
 
 NAMESPACE = "serving"
 #: The pods the module's Prometheus sees: two in NAMESPACE (one with a dot, as a DNS-subdomain pod name may have)
@@ -171,18 +170,6 @@ def test_every_failing_pod_gets_its_reason_and_no_sample(good_server: TritonServ
 
 
 # -- Prometheus ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def prometheus_bin() -> Path:
-    """Debian's prometheus (hack/install-prometheus.sh). Missing, the Prometheus tests fail in CI (`make test`
-    installs it first) and are skipped elsewhere."""
-    try:
-        return find_prometheus()
-    except PrometheusServerError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
