@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 binaries:  ## build (or reuse) the cached etcd, Kubernetes, kwok binaries
 	hack/build-cluster-binaries.sh all
 
-prereqs: binaries  ## everything the test tiers run: node packages (apt, as root), host Triton, CPU Triton image
+prereqs: binaries  ## everything the test tiers run: node packages (apt, as root), host Triton, Prometheus, CPU Triton image
 	hack/install-node-packages.sh
 	hack/install-triton-host.sh >/dev/null
 	hack/install-prometheus.sh >/dev/null
