@@ -102,12 +102,13 @@ class Measured:
 
     @property
     def backlog_wait_ms(self) -> float:
-        """The wait a request arriving now faces: the backlog at the current throughput, less its own compute."""
+        """The wait a request arriving now faces: the queued requests ahead of it, drained at the current
+        throughput (Triton's pending gauge counts requests waiting in the queue, not the batch executing)."""
         if self.pending <= 0:
             return 0.0
         if self.completed_per_second <= 0:
             return math.inf
-        return max(0.0, self.pending / self.completed_per_second * 1000.0 - self.compute_ms)
+        return self.pending / self.completed_per_second * 1000.0
 
 
 @dataclass
