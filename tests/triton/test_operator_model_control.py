@@ -110,8 +110,9 @@ class Loop:
             self.requested.clear()
             outcome = await self.control.sync(KEY, service, pods(self.gates, hosts))
             if not self.control.busy(KEY):
-                if outcome.resync_after is not None and outcome.resync_after <= 3.0:
-                    await asyncio.sleep(outcome.resync_after)  # LOADING or UNLOADING seen: look again soon
+                loading = any(m["state"] in ("LOADING", "UNKNOWN") for m in outcome.verdict.models)
+                if loading or (outcome.resync_after is not None and outcome.resync_after <= 3.0):
+                    await asyncio.sleep(min(outcome.resync_after or 1.0, 1.0))  # under way: look again soon
                     continue
                 return outcome
             await asyncio.wait_for(self.requested.wait(), 60)
@@ -222,7 +223,7 @@ def test_a_replica_that_does_not_answer_is_reported_not_guessed(replicas: dict[s
     hosts = {**HOSTS, "pod-c": "127.0.0.4"}  # nothing listens there
 
     async def scenario() -> None:
-        loop = Loop(port, timeout=2.0)
+        loop = Loop(port)
         outcome = await loop.settle(isvc([{"name": "identity"}]), hosts)
         assert states(outcome) == {"identity": "READY"}
         assert outcome.verdict.condition["status"] == "Unknown"
