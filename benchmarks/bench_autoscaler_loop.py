@@ -1,11 +1,12 @@
 """The built-in autoscaler's loop with 1000 autoscaled InferenceServices: how long one round takes and what it
 costs in CPU, scraping real HTTP endpoints.
 
-Each service has one ready replica. The replicas are one local HTTP server on 127.0.0.77:8002 (Triton's metrics
-port on a loopback address of its own) serving Triton's exposition text for two models, with counters that grow
-between scrapes as under load; the Autoscaler scrapes it once per service per round, parses it with
-prometheus-client's parser, runs the policy and, when the decision changes, writes through a recording stand-in
-for the API (the API server is not what is measured here; B1-B3 measure it).
+Each service has one ready replica. The replicas are one local HTTP server in a process of its own on
+127.0.0.77:8002 (Triton's metrics port on a loopback address of its own) serving Triton's exposition text for two
+models, with counters that grow between scrapes as under load; the Autoscaler scrapes it once per service per
+round, parses it with prometheus-client's parser, runs the policy and, when the decision changes, writes through a
+recording stand-in for the API that also updates the store as the Deployment watch would (the API server is not
+what is measured here; B1-B3 measure it). CPU is this process's only: the loop's.
 
 Command: ``python benchmarks/bench_autoscaler_loop.py`` (writes benchmarks/results/autoscaler-loop.md).
 """
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import platform
 import resource
 import statistics
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -68,23 +70,41 @@ class Metrics(BaseHTTPRequestHandler):
         pass
 
 
-class RecordingApi:
-    """Stands in for the API server: counts the writes the loop would make."""
+def serve_metrics() -> None:
+    ThreadingHTTPServer((HOST, 8002), Metrics).serve_forever()
 
-    def __init__(self) -> None:
+
+class RecordingApi:
+    """Stands in for the API server: counts the writes the loop would make, and feeds a scale back into the store
+    as the Deployment watch would."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.scales = 0
         self.status_writes = 0
         self.events = 0
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.scales += 1
+        self.store.put_child(DEPLOYMENT, deployment(name, replicas, version=str(self.scales + 1)))
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of status, answered with the whole object as the API server does."""
         self.status_writes += 1
-        return {"metadata": {"namespace": namespace, "name": name, "resourceVersion": "1"}, "status": patch}
+        body = self.store.services[(namespace, name)]
+        return {**body, "status": {**(body.get("status") or {}), **patch}}
 
     async def post_event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events += 1
+
+
+def deployment(name: str, replicas: int, version: str = "1") -> dict[str, Any]:
+    labels = {"serving.triton-operator.dev/inferenceservice": name}
+    return {
+        "metadata": {"name": name, "namespace": "bench", "uid": name, "generation": 1, "resourceVersion": version, "labels": labels},
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas, "readyReplicas": 1},
+    }
 
 
 def populated_store(services: int) -> Store:
@@ -103,14 +123,7 @@ def populated_store(services: int) -> Store:
             }
         )
         labels = {"serving.triton-operator.dev/inferenceservice": name}
-        store.put_child(
-            DEPLOYMENT,
-            {
-                "metadata": {"name": name, "namespace": "bench", "uid": name, "generation": 1, "resourceVersion": "1", "labels": labels},
-                "spec": {"replicas": 1},
-                "status": {"replicas": 1, "readyReplicas": 1},
-            },
-        )
+        store.put_child(DEPLOYMENT, deployment(name, 1))
         store.put_pod(
             ("bench", name),
             {
@@ -127,8 +140,9 @@ def populated_store(services: int) -> Store:
 
 
 async def measure(services: int, rounds: int) -> dict[str, Any]:
-    api = RecordingApi()
-    autoscaler = Autoscaler(api, populated_store(services), lambda: "2026-11-23T00:00:00Z")
+    store = populated_store(services)
+    api = RecordingApi(store)
+    autoscaler = Autoscaler(api, store, lambda: "2026-11-23T00:00:00Z")
     durations, cpu = [], []
     for _ in range(rounds):
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -147,26 +161,27 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("-o", "--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    server = ThreadingHTTPServer((HOST, 8002), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = multiprocessing.Process(target=serve_metrics, daemon=True)
+    server.start()
+    time.sleep(0.5)
     try:
         result = asyncio.run(measure(args.services, args.rounds))
     finally:
-        server.shutdown()
+        server.terminate()
     steady = result["durations"][2:] or result["durations"]
     cpu = result["cpu"][2:] or result["cpu"]
     api: RecordingApi = result["api"]
     report = f"""# The built-in autoscaler's loop with {args.services} autoscaled services
 
 Command: `python benchmarks/bench_autoscaler_loop.py --services {args.services} --rounds {args.rounds}`
-Machine: {platform.machine()}, {len(__import__("os").sched_getaffinity(0))} cores, Python {platform.python_version()}; the metrics server
+Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; the metrics server
 (a Python HTTP server standing in for {args.services} Triton pods) shares those cores with the loop.
 
 | what | result |
 |---|---|
 | one round (scrape + parse + decide, {args.services} services), median / max after 2 warm-up rounds | {statistics.median(steady):.2f} s / {max(steady):.2f} s |
 | operator CPU per round, median | {statistics.median(cpu):.2f} s (of a {2.0:g} s interval) |
-| writes over {args.rounds} rounds: scale / status / events | {api.scales} / {api.status_writes} / {api.events} |
+| writes over {args.rounds} rounds: scale / status / events (each service scales 1 -> 2 once: 100 req/s at 10 ms of busy time per request needs 2 replicas at the target utilization) | {api.scales} / {api.status_writes} / {api.events} |
 
 One task serves every service, 32 scrapes in flight at a time; no task or thread per service.
 """

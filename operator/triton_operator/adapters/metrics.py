@@ -155,6 +155,18 @@ def _round(pods: Sequence[str], results: Sequence[ReplicaSample | BaseException]
 # -- metricsSource: Pods -----------------------------------------------------------------------------------------
 
 
+_PREFIXES = tuple(sorted(METRICS.values()))
+_COMMENT_PREFIXES = tuple(f"# {kind} {name}" for kind in ("HELP", "TYPE") for name in _PREFIXES)
+
+
+def _wanted_lines(text: str) -> str:
+    """Only the lines of the five families (and their HELP/TYPE lines): Triton also exports GPU, CPU, cache and
+    per-model latency families, and the parser's cost grows with every line; a fleet is scraped every 2 s."""
+    return "".join(
+        line for line in text.splitlines(keepends=True) if line.startswith(_PREFIXES) or line.startswith(_COMMENT_PREFIXES)
+    )
+
+
 def samples_from_text(pod: str, text: str, at: float) -> ReplicaSample:
     """``pod``'s sample from Triton's Prometheus exposition ``text``, read at ``at`` (time.monotonic()).
 
@@ -165,7 +177,8 @@ def samples_from_text(pod: str, text: str, at: float) -> ReplicaSample:
     totals: dict[str, float] = {}
     wanted = set(METRICS.values())
     try:
-        families = list(text_string_to_metric_families(text))
+        # Without one line of the five families the whole text is parsed, so that garbage says it is garbage.
+        families = list(text_string_to_metric_families(_wanted_lines(text) or text))
     except Exception as exc:  # the parser's errors on untrusted text are not all ValueErrors
         raise MetricsError(f"unparsable metrics text: {exc or type(exc).__name__}") from exc
     for family in families:
