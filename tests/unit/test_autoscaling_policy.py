@@ -14,7 +14,6 @@ from triton_operator.policy.autoscaling import (
     decide,
     measure,
     remember,
-    target_utilization,
 )
 
 SETTINGS = Settings(min_replicas=1, max_replicas=20, target_ms=50.0, scale_down_window=60.0)
@@ -89,13 +88,12 @@ def test_queue_latency_is_request_weighted_across_replicas() -> None:
     assert measured.completed_per_second == pytest.approx(110)
 
 
-def test_busy_time_counts_each_batch_once() -> None:
-    """8 requests per batch each record the batch's 40 ms: 100 req/s is 12.5 batches, 0.5 s busy per second."""
+def test_the_mean_batch_comes_from_the_executions_counter() -> None:
     memory = Memory()
     run({"p": Load(100, 10, compute_ms=40, batch=8)}, 10, current=1, memory=memory)
     measured = measure(memory, 10, 10)
     assert measured is not None
-    assert measured.busy_replicas == pytest.approx(0.5)
+    assert measured.mean_batch == pytest.approx(8)
 
 
 def test_a_counter_reset_after_a_pod_restart_counts_from_zero() -> None:
@@ -125,25 +123,51 @@ def test_idle_scales_down_only_after_the_stabilization_window() -> None:
     assert later.desired == 1
 
 
-def test_low_load_scales_down_to_what_the_busy_time_needs() -> None:
-    """6 replicas each 20% busy (20 req/s x 10 ms) need 6 * 0.2 / 0.9 -> 2 replicas once stabilized."""
+def test_low_load_scales_down_from_the_throughput_proven_within_the_target() -> None:
+    """A replica was seen completing 100 req/s within the target; 6 replicas now carry 20 req/s each: the fleet
+    may shrink to what 1.5x the proven throughput carries: 120 / 150 -> 1 replica, once stabilized."""
+    memory = Memory()
+    run({"p0": Load(100, 40)}, 12, current=1, memory=memory)
+    assert memory.proven_per_replica == pytest.approx(100)
+    decision, _ = run(pods(6, Load(20, 1)), 80, current=6, memory=memory, start=13)
+    assert decision.desired == 1
+    assert "scaling down 6 -> 1" in decision.reason
+
+
+def test_without_proven_throughput_low_latency_explores_half_again() -> None:
+    """Never seen busier than now (20 req/s each on 6): one step may load replicas 1.5x: 120 / 30 -> 4."""
     decision, _ = run(pods(6, Load(20, 1)), 80, current=6)
-    assert decision.desired == 2
-    assert "scaling down 6 -> 2" in decision.reason
+    assert decision.desired == 4
 
 
-def test_a_sudden_backlog_scales_up_before_queue_times_show_it() -> None:
-    """Queue time is recorded when a request completes; a backlog of 400 at 200 req/s is a 2 s wait now."""
-    decision, memory = run(pods(2, Load(100, 20, pending=200)), 5, current=2)
-    assert decision.desired == 6
+def test_a_growing_backlog_scales_up_before_queue_times_show_it() -> None:
+    """Queue time is recorded when a request completes; a backlog growing by 50 requests/s at 100 req/s
+    completed per replica is a wait of seconds already: the fast path sizes from arrivals over completions."""
+    memory = Memory()
+    decision = Decision(2, "")
+    for second in range(6):
+        remember(
+            memory,
+            [ReplicaSample(f"p{i}", second, second * 100 * 20_000, second * 100, second * 100 * 10_000, second * 100, 50 * second)
+             for i in range(2)],
+            keep_seconds=15,
+        )
+        decision = decide(SETTINGS, memory, 2, 2, second)
+    assert decision.desired == 3  # 2 x (150 arriving / 100 completed)
     assert decision.panic
     assert "fast path" in decision.reason
     assert memory.panic_until > 5
 
 
+def test_a_steady_backlog_behind_a_batch_is_not_an_overload() -> None:
+    """Requests waiting for the running batch (pending, but not growing) leave with the next one."""
+    decision, _ = run(pods(2, Load(100, 20, pending=7)), 12, current=2)
+    assert not decision.panic
+
+
 def test_no_scale_down_while_the_fast_path_holds() -> None:
     memory = Memory()
-    run(pods(2, Load(100, 20, pending=200)), 5, current=2, memory=memory)
+    run(pods(2, Load(100, 300)), 5, current=2, memory=memory)
     calm, _ = run(pods(4, Load(5, 0)), 10, current=4, memory=memory, start=6)
     assert calm.desired == 4
 
@@ -162,9 +186,3 @@ def test_never_below_min_or_above_max() -> None:
     assert high.desired == 5
 
 
-@pytest.mark.parametrize(
-    ("target", "compute", "expected"),
-    [(50, 10, 0.9), (50, 50, 2 / 3), (10, 100, 0.5), (50, 0, 0.9)],
-)
-def test_target_utilization(target: float, compute: float, expected: float) -> None:
-    assert target_utilization(target, compute) == pytest.approx(expected)

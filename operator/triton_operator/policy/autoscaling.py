@@ -44,6 +44,8 @@ from triton_operator.api.v1alpha1 import AutoscalingSpec
 
 #: Default scale-down stabilization, as the HPA's: capacity is removed only when it was not needed for 5 minutes.
 DEFAULT_SCALE_DOWN_WINDOW = 300.0
+#: How far past the per-replica throughput already seen within the target a scale-down may go in one step.
+EXPLORE = 1.5
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class Measured:
     compute_ms: float  # compute time per completed request
     completed_per_second: float
     arrivals_per_second: float  # completions plus backlog growth
-    busy_replicas: float  # replicas' worth of compute time per second (batches counted once)
+    mean_batch: float  # requests per batch Triton ran (dynamic batching)
     pending: float  # backlog at the end of the window, all replicas
     replicas: int  # replicas with at least two samples in the window
 
@@ -118,6 +120,7 @@ class Memory:
 
     samples: dict[str, list[ReplicaSample]] = field(default_factory=dict)
     recommendations: list[tuple[float, int]] = field(default_factory=list)
+    proven_per_replica: float = 0.0  # the most requests/s one replica was seen to complete within the target
     panic_until: float = -math.inf
 
 
@@ -155,7 +158,7 @@ def _delta(values: Sequence[float]) -> float:
 
 def measure(memory: Memory, now: float, window: float) -> Measured | None:
     """The window's numbers across replicas, or None when no replica has two samples in it."""
-    queue = success = compute = per_second = pending_growth = pending = busy = 0.0
+    queue = success = compute = per_second = pending_growth = pending = batches = 0.0
     replicas = 0
     for history in memory.samples.values():
         start = next((i for i in range(len(history) - 1, -1, -1) if history[i].at <= now - window), 0)
@@ -168,10 +171,8 @@ def measure(memory: Memory, now: float, window: float) -> Measured | None:
         queue += _delta([s.queue_us for s in span])
         done = _delta([s.success for s in span])
         success += done
-        computed = _delta([s.compute_us for s in span])
-        compute += computed
-        batches = _delta([s.executions for s in span])
-        busy += computed * (min(batches, done) / done if done and batches else 1.0) / 1e6 / seconds
+        compute += _delta([s.compute_us for s in span])
+        batches += _delta([s.executions for s in span])
         per_second += done / seconds
         pending_growth += (span[-1].pending - span[0].pending) / seconds
     if replicas == 0:
@@ -181,17 +182,10 @@ def measure(memory: Memory, now: float, window: float) -> Measured | None:
         compute_ms=compute / success / 1000.0 if success else 0.0,
         completed_per_second=per_second,
         arrivals_per_second=max(0.0, per_second + pending_growth),
-        busy_replicas=busy,
+        mean_batch=success / batches if batches else 1.0,
         pending=pending,
         replicas=replicas,
     )
-
-
-def target_utilization(target_ms: float, compute_ms: float) -> float:
-    """How busy a replica may be with queue time still near the target (see the module docstring)."""
-    if compute_ms <= 0:
-        return 0.9
-    return min(0.9, max(0.5, 2 * target_ms / (2 * target_ms + compute_ms)))
 
 
 def _clamp(settings: Settings, replicas: int) -> int:
@@ -216,6 +210,40 @@ def _stabilized(settings: Settings, memory: Memory, now: float, current: int, re
     return current
 
 
+def _recommend(
+    settings: Settings,
+    memory: Memory,
+    stable: Measured,
+    fast: Measured,
+    latency: float,
+    serving: int,
+    current: int,
+    panic: bool,
+) -> int:
+    """The replica count the measurements ask for, before stabilization and limits."""
+    target, compute = settings.target_ms, stable.compute_ms
+    proven = memory.proven_per_replica
+    by_proven = math.ceil(stable.arrivals_per_second / proven - 1e-9) if proven else 0
+    by_latency = math.ceil(serving * (latency + compute) / (target + compute) - 1e-9)
+    if panic:
+        # Arrivals the fleet cannot complete: grow in proportion. While requested pods are still starting, the
+        # growing latency of the old ones is no reason for more (a Service does not move queued requests).
+        growth = fast.arrivals_per_second / fast.completed_per_second if fast.completed_per_second else 2.0
+        by_growth = math.ceil(serving * growth - 1e-9)
+        return max(by_growth, by_proven, current, by_latency if current <= serving else 0)
+    if latency > target * (1 + settings.tolerance):
+        return max(by_latency, by_proven, current)
+    if stable.arrivals_per_second == 0 and stable.pending == 0:
+        return 0  # idle: down to minReplicas, once the scale-down window agrees
+    if latency < target * (1 - settings.tolerance) and proven:
+        # Below the target queue time says little (under dynamic batching it is about half a batch at any load):
+        # size from the most one replica was seen to complete within the target, and explore at most half as
+        # much again per step, so that what is learnt grows as the fleet consolidates.
+        explore = math.ceil(stable.arrivals_per_second / (EXPLORE * proven) - 1e-9)
+        return max(explore, 1 if stable.arrivals_per_second > 0 else 0)
+    return current  # within the tolerance of the target (or nothing learnt yet): hold
+
+
 def decide(settings: Settings, memory: Memory, current: int, ready: int, now: float) -> Decision:
     """The desired replicas now. ``current`` is the Deployment's replica count, ``ready`` how many serve; the
     samples were given to :func:`remember` before."""
@@ -225,7 +253,9 @@ def decide(settings: Settings, memory: Memory, current: int, ready: int, now: fl
         why = "no ready replica to measure" if ready == 0 else "no metrics yet from the ready replicas"
         return Decision(_clamp(settings, current), f"{why}: holding {current} without metrics")
     fast = measure(memory, now, settings.panic_window) or stable
-    latency_now = max(fast.queue_ms, fast.backlog_wait_ms)
+    # The backlog only counts while it grows: requests waiting behind a running batch leave with the next one.
+    growing = fast.arrivals_per_second > 1.05 * fast.completed_per_second
+    latency_now = max(fast.queue_ms, fast.backlog_wait_ms if growing else 0.0)
     if latency_now > settings.panic_threshold * target:
         memory.panic_until = now + settings.panic_hold
     panic = now < memory.panic_until
@@ -239,26 +269,17 @@ def decide(settings: Settings, memory: Memory, current: int, ready: int, now: fl
             stable,
             panic,
         )
-    latency = max(stable.queue_ms, latency_now) if panic else stable.queue_ms
+    latency = max(stable.queue_ms, fast.queue_ms) if panic else stable.queue_ms
     serving = max(ready, 1)
-    growth = stable.arrivals_per_second / stable.completed_per_second if stable.completed_per_second else 1.0
-    utilization = target_utilization(target, stable.compute_ms)
-    by_utilization = math.ceil(stable.busy_replicas * growth / utilization - 1e-9)
-    by_latency = 0
-    if latency > target:
-        compute = stable.compute_ms
-        by_latency = math.ceil(serving * (latency + compute) / (target + compute) - 1e-9)
-    recommended = max(by_utilization, by_latency, 1 if stable.arrivals_per_second > 0 else 0)
-    if abs(latency - target) <= settings.tolerance * target and not panic:
-        recommended = current  # hysteresis: at the target, hold
-    if panic or latency > target:
-        recommended = max(recommended, current)  # over the target (or just were): never give capacity back
+    if stable.queue_ms <= target and stable.replicas:
+        memory.proven_per_replica = max(memory.proven_per_replica, stable.completed_per_second / stable.replicas)
+    recommended = _recommend(settings, memory, stable, fast, latency, serving, current, panic)
     recommended = min(recommended, max(2 * current, current + 4))
     desired = _clamp(settings, _stabilized(settings, memory, now, current, _clamp(settings, recommended)))
 
     detail = (
         f"queue latency {latency:.1f} ms (target {target:g} ms) at {stable.completed_per_second:.1f} req/s "
-        f"over {stable.replicas} ready replicas"
+        f"in batches of {stable.mean_batch:.1f} over {stable.replicas} ready replicas"
     )
     if desired > current:
         reason = f"{detail}: scaling up {current} -> {desired}" + (" (fast path)" if panic else "")
