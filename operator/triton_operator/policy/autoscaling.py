@@ -7,30 +7,34 @@ them, over a window:
 - queue latency, request-weighted: the sum of ``nv_inference_queue_duration_us`` deltas over the sum of
   ``nv_inference_request_success`` deltas, across replicas and models (not an average of per-model averages,
   which under-reports by about the number of models: triton-inference-server/server#8979);
-- compute time per request (``nv_inference_compute_infer_duration_us``) and throughput; with
-  ``nv_inference_exec_count`` (batches run), how busy the replicas were: every request of a batch records the
-  batch's compute time, so busy time is compute time x batches / requests;
-- the backlog now: ``nv_inference_pending_request_count``. Queue time is recorded when a request completes, so
-  under a sudden overload it lags; the backlog divided by throughput (Little's law) shows the wait a new request
-  faces at once.
+- compute time per request (``nv_inference_compute_infer_duration_us``: every request of a batch records the
+  batch's time), throughput, and the mean batch (``nv_inference_exec_count``, batches run);
+- the backlog now: ``nv_inference_pending_request_count`` (requests waiting in the queue, not the batch running).
+  Queue time is recorded when a request completes, so under a sudden overload it lags; a backlog that grows shows
+  the overload at once.
 
 The decision, in order:
 
 1. No usable samples: hold the current count and say why (never fall to minReplicas for lack of data).
-2. Utilization: replicas = busy replicas x (arrivals / completions) / target utilization. The target
-   utilization follows from the target and the compute time (a queue of requests taking ``S`` ms each waits about
-   ``rho * S / (2 (1 - rho))``, so ``rho = 2T / (2T + S)``, kept within [0.5, 0.9]). Busy time counts one model
-   instance per replica, so with several instances or growing batches it over-states the load: the error is on
-   the side of capacity. This is what scales down: at low load the queue time is near zero whatever the count.
-3. Latency: while queue latency is above the target, replicas grow in proportion to time in system,
-   ``n * (latency + compute) / (target + compute)``; the larger of 2 and 3 wins.
-4. Hysteresis: within ``tolerance`` of the target, the count holds; above the target it never falls.
-5. The fast path (Knative's panic mode): when the short window's latency or backlog wait exceeds
-   ``panic_threshold`` x target, scale up at once, and do not scale down until ``panic_hold`` seconds pass
-   without another such reading.
+2. The fast path (Knative's panic mode): when the short window's queue latency, or the wait behind a *growing*
+   backlog, exceeds ``panic_threshold`` x target, scale up at once in proportion to arrivals over completions
+   (replicas that cannot keep up complete at their capacity), and do not scale down until ``panic_hold``
+   seconds pass without another such reading. While requested pods are still starting, the old pods' rising
+   latency asks for nothing more: a Service does not move requests already queued.
+3. Above the target: replicas grow with time in system, ``n * (latency + compute) / (target + compute)``.
+4. Below the target, queue time says little about how many replicas could go (under dynamic batching it is about
+   half a batch at any load; without batching, near zero). What does: the most requests per second one replica
+   was seen to complete within the target. The fleet shrinks to what carries the arrivals at ``EXPLORE`` (1.5)
+   times that throughput: a step into the unknown small enough to be safe, and what is learnt grows as the fleet
+   consolidates. Idle (no arrivals, no backlog): down to minReplicas.
+5. Hysteresis: within ``tolerance`` of the target, the count holds; above the target it never falls.
 6. Stabilization (as the HPA's behavior field): scale up to the lowest recommendation of the scale-up window, down
    to the highest of the scale-down window; at most ``max(2n, n + 4)`` replicas per step up; clamped to
    [minReplicas, maxReplicas].
+
+Measured in a simulator calibrated on real Triton (benchmarks/results/autoscaling.md): an earlier version sized
+replicas from busy time, which dynamic batching inflates (many small batches at low load), and kept 6x the
+replicas an oracle needs.
 """
 
 from __future__ import annotations
