@@ -186,3 +186,13 @@ def test_never_below_min_or_above_max() -> None:
     assert high.desired == 5
 
 
+
+
+def test_the_first_decision_with_metrics_may_scale_up_at_once() -> None:
+    """No history blocks a scale-down (an operator restart must not give capacity back), never a scale-up."""
+    memory = Memory()
+    remember(memory, [ReplicaSample("p", 0, 0, 0, 0, 0, 0)], 15)
+    remember(memory, [ReplicaSample("p", 2, 2 * 50 * 20_000, 100, 100 * 20_000, 100, 40)], 15)
+    decision = decide(SETTINGS, memory, 1, 1, 2)
+    assert decision.desired == 2
+    assert decision.panic

@@ -200,7 +200,7 @@ def _stabilized(settings: Settings, memory: Memory, now: float, current: int, re
     """The HPA's rule: up to the lowest recommendation of the scale-up window, down to the highest of the
     scale-down window. Without a history (a new service, or the operator restarted) the current count stands
     for it: nothing is given back before one scale-down window has shown it is not needed."""
-    if not memory.recommendations:
+    if not memory.recommendations and recommended < current:
         memory.recommendations.append((now, current))
     memory.recommendations.append((now, recommended))
     horizon = now - max(settings.scale_up_window, settings.scale_down_window)
