@@ -32,10 +32,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from triton_operator.devcluster.processes import free_ports, log_tail
+from triton_operator.testing.lifecycle import ManagedServer
 from triton_operator.testing.triton_server import _die_with_parent
 
 __all__ = ["PrometheusServer", "PrometheusServerError", "Target", "find_prometheus"]
@@ -84,7 +84,7 @@ def file_sd_scrape(job: str, targets_file: str | os.PathLike[str]) -> dict[str, 
     return {"job_name": job, "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]}
 
 
-class PrometheusServer:
+class PrometheusServer(ManagedServer):
     """One prometheus process on 127.0.0.1, scraping ``targets`` (each with its own labels, e.g. the
     ``namespace`` and ``pod`` a PodMonitor would attach) and any further ``scrape_configs`` (such as
     :func:`file_sd_scrape`), started and stopped by this object.
@@ -225,19 +225,6 @@ class PrometheusServer:
             self._tmpdir.cleanup()
             self._tmpdir = None
         return code
-
-    def __enter__(self) -> Self:
-        return self.start() if not self.running else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.running:
-                self.stop()
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of Prometheus's log, for error messages."""

@@ -32,10 +32,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
 
 from triton_operator.devcluster.processes import free_ports
+from triton_operator.testing.lifecycle import ManagedServer
 
 __all__ = [
     "DEFAULT_PYTRITON_VERSION",
@@ -149,7 +149,7 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-class TritonServer:
+class TritonServer(ManagedServer):
     """One tritonserver process on 127.0.0.1 with its own free ports, started and stopped by this object.
 
     ``model_repository`` is one path or several (Triton accepts ``--model-repository`` repeatedly). With
@@ -412,22 +412,6 @@ class TritonServer:
                 os.kill(pid, signal.SIGKILL)
         self._proc = None
         return proc.returncode
-
-    def __enter__(self) -> Self:
-        return self.start() if not self.running else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __del__(self) -> None:
-        # A server that is garbage-collected while running would otherwise live until the interpreter exits.
-        with contextlib.suppress(Exception):
-            if self._proc is not None and self._proc.poll() is None:
-                self.stop()
-
-    # -- observation -----------------------------------------------------------------------------------------
 
     def process_ids(self) -> list[int]:
         """Triton and its live descendants (one python-backend stub per model instance, plus transient ones)."""
