@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import json
 import os
 import re
@@ -44,7 +43,6 @@ from tests.polling import wait_for
 from triton_operator.adapters.kube import KubeAdapter, load_kube_config
 from triton_operator.api.v1alpha1 import DEFAULT_TRITON_IMAGE
 from triton_operator.devcluster import LocalCluster
-from triton_operator.devcluster import controlplane as cp
 from triton_operator.devcluster.binaries import cache_root
 from triton_operator.devcluster.processes import free_ports
 from triton_operator.policy.readiness_gate import GATE, GateCondition
@@ -114,22 +112,6 @@ def helm_path() -> Path:
     return cache_root() / "bin" / f"helm-{os.environ.get('HELM_VERSION', pinned.group(1))}" / "helm"
 
 
-def _audit_policy(original: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The cluster's policy, plus every request of a ServiceAccount in the operator's namespace."""
-    policy = original()
-    policy["rules"].insert(0, {"level": "Metadata", "userGroups": [f"system:serviceaccounts:{OPERATOR_NS}"]})
-    return policy
-
-
-def _apiserver_argv(original: Callable[..., list[str]], *args: Any, **kwargs: Any) -> list[str]:
-    argv = [
-        f"{arg},OwnerReferencesPermissionEnforcement" if arg.startswith("--enable-admission-plugins=") else arg
-        for arg in original(*args, **kwargs)
-    ]
-    assert any("OwnerReferencesPermissionEnforcement" in arg for arg in argv), "the admission flag moved"
-    return argv
-
-
 @dataclass
 class Chart:
     """helm and kubectl against the module's cluster, as its admin unless another kubeconfig is given."""
@@ -195,12 +177,13 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chart]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    local = LocalCluster(name="helm-chart")
+    local = LocalCluster(
+        name="helm-chart",
+        admission_plugins=("OwnerReferencesPermissionEnforcement",),
+        audited_groups=(f"system:serviceaccounts:{OPERATOR_NS}",),
+    )
     local.down()  # always fresh: a cluster kept from an earlier run holds that run's releases
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cp, "audit_policy", functools.partial(_audit_policy, cp.audit_policy))
-        patch.setattr(cp, "apiserver_argv", functools.partial(_apiserver_argv, cp.apiserver_argv))
-        local.up()
+    local.up()
     tools = Chart(helm, local, tmp_path_factory.mktemp("helm-home"))
     namespaces = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS, "labels": RESTRICTED}},

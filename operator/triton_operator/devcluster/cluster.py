@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,22 @@ class LocalCluster:
     """A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with
     kwok-managed fake GPU and CPU nodes, all on 127.0.0.1, its state in one directory."""
 
-    def __init__(self, state_dir: Path | None = None, name: str = "dev", *, real_node: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        name: str = "dev",
+        *,
+        real_node: bool = False,
+        admission_plugins: Sequence[str] = (),
+        audited_groups: Sequence[str] = (),
+    ) -> None:
         self.name = name
         #: Whether up() adds the real node (containerd + kubelet + kube-proxy); needs root and the node packages.
         self.real_node = real_node
+        #: API server admission plugins beyond NodeRestriction, and user groups audited beside the operator user
+        #: (for a test that runs the operator under a chart's ServiceAccount); used when up() starts the cluster.
+        self.admission_plugins = tuple(admission_plugins)
+        self.audited_groups = tuple(audited_groups)
         self.state_dir = Path(state_dir) if state_dir is not None else cache_root() / "clusters" / name
         self.state_dir = self.state_dir.expanduser().absolute()
         self._layout = cp.Layout(self.state_dir)
@@ -246,7 +258,7 @@ class LocalCluster:
         self._spawn("etcd", cp.etcd_argv(bin_dir, layout, ports))
         self._wait({"etcd": lambda: _etcd_healthy(cp.etcd_url(ports))}, t0, timeout=30)
 
-        self._spawn("kube-apiserver", cp.apiserver_argv(bin_dir, layout, ports, pki))
+        self._spawn("kube-apiserver", cp.apiserver_argv(bin_dir, layout, ports, pki, self.admission_plugins))
         api = self._admin_api(server)
         try:
             if node is not None and pause_archive is not None:
@@ -359,7 +371,7 @@ class LocalCluster:
         }
         for path, (client, user) in kubeconfigs.items():
             write_kubeconfig(path, server=server, ca_cert=pki.ca.cert, client=pki.clients[client], user=user)
-        cp.write_audit_policy(layout)
+        cp.write_audit_policy(layout, self.audited_groups)
         write_kwok_config(layout.kwok_config)
 
     def _spawn(self, name: str, argv: list[str]) -> None:

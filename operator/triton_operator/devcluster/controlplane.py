@@ -13,6 +13,7 @@ Choices that matter beyond "it starts":
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,22 +101,25 @@ class Layout:
         return self.logs / f"{component}.log"
 
 
-def audit_policy() -> dict[str, object]:
-    """Metadata for the operator's requests, nothing for anyone else."""
+def audit_policy(audited_groups: Sequence[str] = ()) -> dict[str, object]:
+    """Metadata for the operator's requests (and those of ``audited_groups``, e.g. the ServiceAccounts of a
+    namespace the operator runs in under a chart's RBAC), nothing for anyone else."""
+    groups = [{"level": "Metadata", "userGroups": list(audited_groups)}] if audited_groups else []
     return {
         "apiVersion": "audit.k8s.io/v1",
         "kind": "Policy",
         "omitStages": ["RequestReceived"],
         "rules": [
+            *groups,
             {"level": "Metadata", "users": [OPERATOR_USER]},
             {"level": "None"},
         ],
     }
 
 
-def write_audit_policy(layout: Layout) -> None:
+def write_audit_policy(layout: Layout, audited_groups: Sequence[str] = ()) -> None:
     layout.config_dir.mkdir(parents=True, exist_ok=True)
-    layout.audit_policy.write_text(yaml.safe_dump(audit_policy(), sort_keys=False))
+    layout.audit_policy.write_text(yaml.safe_dump(audit_policy(audited_groups), sort_keys=False))
 
 
 def etcd_argv(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
@@ -140,7 +144,11 @@ def etcd_url(ports: Ports) -> str:
     return f"http://127.0.0.1:{ports.etcd_client}"
 
 
-def apiserver_argv(bin_dir: Path, layout: Layout, ports: Ports, pki: Pki) -> list[str]:
+def apiserver_argv(
+    bin_dir: Path, layout: Layout, ports: Ports, pki: Pki, admission_plugins: Sequence[str] = ()
+) -> list[str]:
+    """``admission_plugins`` are enabled beside NodeRestriction (e.g. OwnerReferencesPermissionEnforcement,
+    on by default in OpenShift, which makes children's ownerReferences need RBAC on the owner's finalizers)."""
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers={etcd_url(ports)}",
@@ -151,7 +159,7 @@ def apiserver_argv(bin_dir: Path, layout: Layout, ports: Ports, pki: Pki) -> lis
         f"--tls-private-key-file={pki.apiserver.key}",
         f"--client-ca-file={pki.ca.cert}",
         "--authorization-mode=Node,RBAC",
-        "--enable-admission-plugins=NodeRestriction",
+        "--enable-admission-plugins=" + ",".join(["NodeRestriction", *admission_plugins]),
         "--allow-privileged=true",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
