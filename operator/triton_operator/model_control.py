@@ -122,7 +122,8 @@ class ModelControl:
         self.load_timeout = load_timeout
         self.settled_resync = settled_resync
         self._tasks: dict[tuple[Key, str], asyncio.Task[None]] = {}
-        self._failures: dict[tuple[Key, str, str], LoadFailure] = {}
+        # InferenceService -> pod -> model -> its last failed load there
+        self._failures: dict[Key, dict[str, dict[str, LoadFailure]]] = {}
 
     # ---- the reconcile's entry points ----
 
@@ -164,8 +165,7 @@ class ModelControl:
         """The InferenceService is gone: stop its loads and drop what was remembered of it."""
         for task_key in [k for k in self._tasks if k[0] == key]:
             self._tasks.pop(task_key).cancel()
-        for failure_key in [k for k in self._failures if k[0] == key]:
-            del self._failures[failure_key]
+        self._failures.pop(key, None)
 
     async def stop(self) -> None:
         """Cancel every running load (Triton finishes it on its own; the next operator sees the outcome)."""
@@ -178,25 +178,23 @@ class ModelControl:
     # ---- observation helpers ----
 
     def _load_errors(self, key: Key, pod: str, wanted: Mapping[str, ModelConfigOverride | None] | None) -> dict[str, str]:
-        """Failed loads still relevant: of a model still wanted with the same override."""
-        errors = {}
-        for (k, p, model), failure in list(self._failures.items()):
-            if k != key or p != pod:
-                continue
-            if wanted is None or model not in wanted or failure.override != _override_key(wanted[model]):
-                del self._failures[(k, p, model)]
-            else:
-                errors[model] = failure.message
-        return errors
+        """Failed loads still relevant (of a model still wanted with the same override); the others are dropped."""
+        failures = self._failures.get(key, {}).get(pod, {})
+        for model in list(failures):
+            if wanted is None or model not in wanted or failures[model].override != _override_key(wanted[model]):
+                del failures[model]
+        return {model: failure.message for model, failure in failures.items()}
 
     def _in_backoff(self, key: Key, pod: str) -> dict[str, float]:
         """Models whose last load failed on this replica and whose retry time has not come: model -> when."""
         now = time.monotonic()
-        return {m: f.retry_at for (k, p, m), f in self._failures.items() if k == key and p == pod and f.retry_at > now}
+        failures = self._failures.get(key, {}).get(pod, {})
+        return {model: failure.retry_at for model, failure in failures.items() if failure.retry_at > now}
 
     def _forget_pods(self, key: Key, live: set[str]) -> None:
-        for failure_key in [k for k in self._failures if k[0] == key and k[1] not in live]:
-            del self._failures[failure_key]
+        pods = self._failures.get(key, {})
+        for gone in set(pods) - live:
+            del pods[gone]
 
     async def _configs(
         self,
@@ -259,7 +257,7 @@ class ModelControl:
                     except TritonError as error:
                         self._record_failure(key, pod, action, _without_address(error, triton), overrides)
                     else:
-                        self._failures.pop((key, pod, action.name), None)
+                        self._failures.get(key, {}).get(pod, {}).pop(action.name, None)
                         log.info("%s/%s %s: %s %s", *key, pod, type(action).__name__.lower(), action.name)
         except Exception:  # a bug here must not kill the task silently
             log.exception("%s/%s %s: model control failed", *key, pod)
@@ -268,11 +266,12 @@ class ModelControl:
             self._request_reconcile(key)
 
     def _record_failure(self, key: Key, pod: str, action: Action, message: str, overrides: dict[str, str]) -> None:
-        previous = self._failures.get((key, pod, action.name))
+        on_pod = self._failures.setdefault(key, {}).setdefault(pod, {})
+        previous = on_pod.get(action.name)
         failures = (previous.failures if previous else 0) + 1
         delay = retry_delay(failures)
         log.warning("%s/%s %s: %s (retry in %.0f s)", *key, pod, message, delay)
-        self._failures[(key, pod, action.name)] = LoadFailure(
+        on_pod[action.name] = LoadFailure(
             message, failures, time.monotonic() + delay, overrides.get(action.name, "{}")
         )
 

@@ -135,7 +135,6 @@ class Decision:
     desired: int
     reason: str
     queue_ms: float | None = None
-    measured: Measured | None = None
     panic: bool = False
 
 
@@ -270,7 +269,6 @@ def decide(settings: Settings, memory: Memory, current: int, ready: int, now: fl
             f"{stable.pending:g} requests pending but none completed in {settings.metric_window:g} s: "
             f"holding {current} without throughput",
             stable.queue_ms,
-            stable,
             panic,
         )
     latency = max(stable.queue_ms, fast.queue_ms) if panic else stable.queue_ms
@@ -293,4 +291,4 @@ def decide(settings: Settings, memory: Memory, current: int, ready: int, now: fl
         reason = f"{detail}: holding {current} (scale-down stabilization {settings.scale_down_window:g} s)"
     else:
         reason = f"{detail}: holding {current}"
-    return Decision(desired, reason, stable.queue_ms, stable, panic)
+    return Decision(desired, reason, stable.queue_ms, panic)
