@@ -152,6 +152,7 @@ async def measure(services: int, rounds: int) -> dict[str, Any]:
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu.append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
         await asyncio.sleep(max(0.0, 2.0 - durations[-1]))  # the operator's default interval
+    await autoscaler.stop()
     return {"durations": durations, "cpu": cpu, "api": api}
 
 

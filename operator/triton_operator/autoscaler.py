@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+import aiohttp
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from triton_operator.adapters.metrics import MetricsRound, query_prometheus, scrape_pods
+from triton_operator.adapters.metrics import MetricsRound, http_session, query_prometheus, scrape_pods
 from triton_operator.api.v1alpha1 import AutoscalingEngine, InferenceService, MetricsSourceType
 from triton_operator.policy.autoscaler_status import autoscaler_status, worth_writing
 from triton_operator.policy.autoscaling import Decision, Memory, Settings, decide, remember
@@ -102,8 +103,8 @@ class Autoscaler:
         self._limit = asyncio.Semaphore(concurrency)
         self._memories: dict[Key, Memory] = {}
         self._last_write: dict[Key, float] = {}
-        self._parsed: dict[Key, tuple[str, InferenceService]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None  # one for every scrape and query, made in the loop
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="autoscaler")
@@ -112,6 +113,9 @@ class Autoscaler:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def _loop(self) -> None:
         while True:
@@ -121,10 +125,9 @@ class Autoscaler:
 
     async def tick(self) -> None:
         """One round over every autoscaled service, a bounded number at a time."""
-        present = list(self.store.services)
-        for deleted in set(self._parsed) - set(present):
-            del self._parsed[deleted]
-        keys = [key for key in present if (isvc := self._spec(key)) and _operator_engine(isvc)]
+        if self._http is None:
+            self._http = http_session()
+        keys = [key for key in list(self.store.services) if (isvc := self._spec(key)) and _operator_engine(isvc)]
         for gone in set(self._memories) - set(keys):
             self._forget(gone)
         await asyncio.gather(*(self._guarded(key) for key in keys))
@@ -139,20 +142,10 @@ class Autoscaler:
                 log.exception("%s/%s: autoscaling step failed", *key)
 
     def _spec(self, key: Key) -> InferenceService | None:
-        """The parsed spec, parsed again only when the object changed (a thousand parses a tick add up)."""
-        body = self.store.services.get(key)
-        if body is None:
-            return None
-        version = (body.get("metadata") or {}).get("resourceVersion", "")
-        cached = self._parsed.get(key)
-        if cached and cached[0] == version:
-            return cached[1]
         try:
-            isvc = InferenceService.model_validate(body)
+            return self.store.inference_service(key)
         except ValidationError:
             return None  # the reconciler reports an invalid spec in status
-        self._parsed[key] = (version, isvc)
-        return isvc
 
     def _forget(self, key: Key) -> None:
         self._memories.pop(key, None)
@@ -168,9 +161,9 @@ class Autoscaler:
             return MetricsRound(samples=[], problems={})
         if autoscaling.metrics_source is MetricsSourceType.PROMETHEUS and autoscaling.prometheus is not None:
             return await query_prometheus(
-                autoscaling.prometheus.url, isvc.metadata.namespace, [pod.name for pod in ready]
+                autoscaling.prometheus.url, isvc.metadata.namespace, [pod.name for pod in ready], session=self._http
             )
-        return await scrape_pods([(pod.name, str(pod.ip)) for pod in ready])
+        return await scrape_pods([(pod.name, str(pod.ip)) for pod in ready], session=self._http)
 
     async def step(self, key: Key) -> Decision | None:
         """Sample, decide, write. Returns the decision (None when there is nothing to scale yet)."""

@@ -31,20 +31,21 @@ the query.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import re
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from triton_operator.adapters.triton import _address
+from triton_operator.adapters.triton import host_port
 from triton_operator.policy.autoscaling import ReplicaSample
 
 T = TypeVar("T")
@@ -208,23 +209,42 @@ async def _scrape(session: aiohttp.ClientSession, pod: str, url: str, timeout: f
         raise MetricsError(f"GET {url}: {exc}") from exc
 
 
+def http_session() -> aiohttp.ClientSession:
+    """A session for many rounds (the autoscaler keeps one for its life: a session per round is a connector, its
+    DNS cache and its pool built and torn down for every service every interval). Connections are not kept
+    alive between requests: an idle keep-alive connection to a pod would delay Triton's shutdown by up to its
+    --exit-timeout-secs."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+@contextlib.asynccontextmanager
+async def _using(session: aiohttp.ClientSession | None) -> AsyncIterator[aiohttp.ClientSession]:
+    """The caller's session, or one for this round only."""
+    if session is not None:
+        yield session
+        return
+    async with http_session() as own:
+        yield own
+
+
 async def scrape_pods(
     targets: Sequence[tuple[str, str]],
     *,
     port: int = DEFAULT_METRICS_PORT,
     timeout: float = 2.0,
     concurrency: int = 16,
+    session: aiohttp.ClientSession | None = None,
 ) -> MetricsRound:
     """Scrape Triton's metrics from each ``(pod name, pod IP)`` in ``targets``: at most ``concurrency`` at once,
     each bounded by ``timeout`` seconds, so hung pods cost one ``timeout`` per ``concurrency`` of them, not one
     each. Never raises for a pod: refused, timed out, an HTTP error, unparsable text or a missing metric is its
-    reason in ``problems``."""
+    reason in ``problems``. ``session``: a long-lived one from :func:`http_session` (else one for this round)."""
     limit = asyncio.Semaphore(max(1, concurrency))
-    async with aiohttp.ClientSession() as session:
+    async with _using(session) as http:
 
         async def one(pod: str, host: str) -> ReplicaSample:
             async with limit:
-                return await _scrape(session, pod, f"http://{_address(host, port)}/metrics", timeout)
+                return await _scrape(http, pod, f"http://{host_port(host, port)}/metrics", timeout)
 
         results = await asyncio.gather(*(one(pod, host) for pod, host in targets), return_exceptions=True)
     return _round([pod for pod, _ in targets], results)
@@ -337,11 +357,18 @@ async def _instant(
         raise MetricsError(f"{what}: {exc}") from exc
 
 
-async def query_prometheus(url: str, namespace: str, pods: Sequence[str], *, timeout: float = 5.0) -> MetricsRound:
+async def query_prometheus(
+    url: str,
+    namespace: str,
+    pods: Sequence[str],
+    *,
+    timeout: float = 5.0,
+    session: aiohttp.ClientSession | None = None,
+) -> MetricsRound:
     """The ``pods`` of ``namespace`` as Prometheus at ``url`` (e.g. ``http://prometheus-operated.monitoring:9090``)
     last scraped them; the queries run at once, each bounded by ``timeout`` seconds. Never raises: Prometheus
     down, an HTTP error or a query error gives every pod the same reason; a pod missing, NaN or stale gives that
-    pod its own."""
+    pod its own. ``session``: as for :func:`scrape_pods`."""
     if not pods:
         return MetricsRound()
     where = f"Prometheus at {url}"
@@ -352,10 +379,10 @@ async def query_prometheus(url: str, namespace: str, pods: Sequence[str], *, tim
     # work when ours ends.
     form = {"time": f"{evaluated_at:.3f}", "timeout": f"{timeout:g}"}
     try:
-        async with aiohttp.ClientSession() as session:
+        async with _using(session) as http:
 
             def ask(key: str, query: str) -> Awaitable[dict[str, float]]:
-                request = _instant(session, endpoint, f"{where}: the query for {key}", form | {"query": query})
+                request = _instant(http, endpoint, f"{where}: the query for {key}", form | {"query": query})
                 return _bounded(where, timeout, request)
 
             answers = await asyncio.gather(*(ask(k, q) for k, q in queries.items()), return_exceptions=True)
