@@ -110,12 +110,13 @@ class Reconciler:
             self.models.forget(key)
             return None  # gone or going: garbage collection removes the children
         try:
-            isvc = InferenceService.model_validate(body)
+            isvc = self.store.inference_service(key)
         except ValidationError as error:
             # The CRD schema rejects these at admission; an older CRD or a hand-edited one may not.
             await self._write_status_for_invalid(key, body, error)
             return None
 
+        assert isvc is not None  # the body was there a moment ago, and nothing awaited since
         apply_error = await self._apply_children(key, isvc)
         resync_after = await self._write_status(key, isvc, apply_error)
         if apply_error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from triton_operator.api.v1alpha1 import KIND
+from triton_operator.api.v1alpha1 import KIND, InferenceService
 from triton_operator.policy.observations import DeploymentObservation, PodObservation
 from triton_operator.resources.children import DEPLOYMENT, ChildKind
 from triton_operator.resources.meta import INSTANCE_LABEL
@@ -95,6 +95,7 @@ class Store:
     children: dict[ChildKind, dict[Key, ChildRecord]] = field(default_factory=dict)
     pods: dict[Key, dict[str, PodObservation]] = field(default_factory=dict)
     applied: dict[Key, dict[ChildKind, AppliedRecord]] = field(default_factory=dict)
+    parsed: dict[Key, tuple[str, InferenceService]] = field(default_factory=dict)
 
     def put_service(self, body: dict[str, Any]) -> Key:
         """Keep an InferenceService without its managedFields: reconciles never read them, and they are often
@@ -112,6 +113,22 @@ class Store:
         """The InferenceService is gone; garbage collection removes its children."""
         self.services.pop(key, None)
         self.applied.pop(key, None)
+        self.parsed.pop(key, None)
+
+    def inference_service(self, key: Key) -> InferenceService | None:
+        """The InferenceService parsed, once per resourceVersion: reconciles and the autoscaler's rounds read the
+        same object again and again. None when it is gone; raises pydantic's ValidationError for a spec the API
+        models refuse (an older or hand-edited CRD may have let it in)."""
+        body = self.services.get(key)
+        if body is None:
+            return None
+        version = (body.get("metadata") or {}).get("resourceVersion", "")
+        cached = self.parsed.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        isvc = InferenceService.model_validate(body)
+        self.parsed[key] = (version, isvc)
+        return isvc
 
     def put_child(self, kind: ChildKind, body: dict[str, Any]) -> None:
         record = ChildRecord.from_body(kind, body)
