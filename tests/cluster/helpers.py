@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
+from collections import Counter
 from typing import Any, TypeVar
 
 from kubernetes import client as k8s
@@ -88,5 +90,25 @@ class Kube:
 
     def condition(self, name: str, type_: str) -> dict[str, Any]:
         return next((c for c in self.status(name).get("conditions") or [] if c["type"] == type_), {})
+
+    def audited(self) -> list[dict[str, Any]]:
+        """The operator's completed requests in this namespace, from the API server's audit log (whose policy
+        records the operator's user only)."""
+        entries = (json.loads(line) for line in self.cluster.audit_log.read_text().splitlines() if line.strip())
+        return [
+            e
+            for e in entries
+            if e.get("stage") == "ResponseComplete" and (e.get("objectRef") or {}).get("namespace") == self.namespace
+        ]
+
+
+def operator_requests(kube: Kube, verbs: set[str]) -> Counter[tuple[str, str]]:
+    """(verb, resource[/subresource]) counts of the operator's requests in the namespace, from the audit log."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for entry in kube.audited():
+        ref = entry.get("objectRef") or {}
+        if entry.get("verb") in verbs:
+            counts[(entry["verb"], ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else ""))] += 1
+    return counts
 
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import DEPLOYMENT, ISVC, Kube, isvc_manifest
-from tests.cluster.test_faults import operator_requests
+from tests.cluster.helpers import DEPLOYMENT, ISVC, Kube, isvc_manifest, operator_requests
 from tests.polling import wait_for
 
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
@@ -38,13 +37,7 @@ def test_the_autoscaler_raises_a_service_to_min_replicas_through_the_scale_subre
     # Written through the scale subresource under the autoscaler's field manager (the API server records no
     # managedFields entry for a scale-subresource patch, so the audit log is the witness), never by the operator's
     # applies.
-    scale_writes = [
-        entry
-        for line in kube.cluster.audit_log.read_text().splitlines()
-        if (entry := json.loads(line)).get("stage") == "ResponseComplete"
-        and (entry.get("objectRef") or {}).get("namespace") == kube.namespace
-        and (entry.get("objectRef") or {}).get("subresource") == "scale"
-    ]
+    scale_writes = [entry for entry in kube.audited() if entry["objectRef"].get("subresource") == "scale"]
     assert [(e["verb"], e["objectRef"]["name"]) for e in scale_writes] == [("patch", "floor")]
     assert "fieldManager=triton-operator-autoscaler" in scale_writes[0]["requestURI"]
     applied = next(m for m in (kube.get(DEPLOYMENT, "floor") or {})["metadata"]["managedFields"] if m["manager"] == "triton-operator")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import DEPLOYMENT, ISVC, POD, SERVICE, Kube, isvc_manifest
+from tests.cluster.helpers import DEPLOYMENT, ISVC, POD, SERVICE, Kube, isvc_manifest, operator_requests
 from tests.polling import wait_for
 from triton_operator.devmode import OperatorProcess
 
@@ -24,17 +21,6 @@ def all_ready(kube: Kube, names: list[str]) -> bool:
         any(c["type"] == "Ready" and c["status"] == "True" for c in services.get(n, {}).get("conditions") or [])
         for n in names
     )
-
-
-def operator_requests(kube: Kube, verbs: set[str]) -> Counter[tuple[str, str]]:
-    """(verb, resource) of the operator's requests in this namespace, from the API server's audit log."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for line in kube.cluster.audit_log.read_text().splitlines():
-        entry: dict[str, Any] = json.loads(line)
-        ref = entry.get("objectRef") or {}
-        if entry.get("stage") == "ResponseComplete" and entry.get("verb") in verbs and ref.get("namespace") == kube.namespace:
-            counts[(entry["verb"], ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else ""))] += 1
-    return counts
 
 
 def test_an_operator_killed_mid_reconcile_converges_on_restart(kube: Kube, operator: OperatorProcess) -> None:

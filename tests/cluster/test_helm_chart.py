@@ -40,6 +40,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.helpers import DEPLOYMENT, ISVC, KUBECTL_CACHE, PDB, POD, SERVICE, Kube, isvc_manifest
 from tests.polling import wait_for
+from tests.prerequisites import missing
 from triton_operator.adapters.kube import KubeAdapter, load_kube_config
 from triton_operator.api.v1alpha1 import DEFAULT_TRITON_IMAGE
 from triton_operator.devcluster import LocalCluster
@@ -173,10 +174,7 @@ class Chart:
 def chart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chart]:
     helm = helm_path()
     if not os.access(helm, os.X_OK):
-        message = f"no helm at {helm}: build it with hack/build-helm.sh (make prereqs does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no helm at {helm}: build it with hack/build-helm.sh (make prereqs does)")
     local = LocalCluster(
         name="helm-chart",
         admission_plugins=("OwnerReferencesPermissionEnforcement",),

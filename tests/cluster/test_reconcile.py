@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import DEPLOYMENT, ISVC, PDB, POD, SERVICE, Kube, isvc_manifest
+from tests.cluster.helpers import DEPLOYMENT, ISVC, PDB, POD, SERVICE, Kube, isvc_manifest, operator_requests
 from tests.polling import wait_for
 from triton_operator.devmode import OperatorProcess
 from triton_operator.render import render_manifests
@@ -197,10 +197,4 @@ def test_status_is_not_rewritten_when_nothing_changes(kube: Kube, operator: Oper
 
 def _operator_writes(kube: Kube, operator: OperatorProcess) -> int:
     """Write requests the operator made in this test's namespace, from the apiserver's audit log."""
-    count = 0
-    for line in kube.cluster.audit_log.read_text().splitlines():
-        entry = json.loads(line)
-        write = entry.get("stage") == "ResponseComplete" and entry.get("verb") in {"create", "update", "patch", "delete"}
-        if write and (entry.get("objectRef") or {}).get("namespace") == kube.namespace:
-            count += 1
-    return count
+    return sum(operator_requests(kube, {"create", "update", "patch", "delete"}).values())

@@ -72,7 +72,7 @@ class TritonRequestFailed(TritonError):
         self.triton_message = triton_message
 
 
-def _address(host: str, port: int) -> str:
+def host_port(host: str, port: int) -> str:
     """``host:port``, with an IPv6 pod IP bracketed."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
@@ -96,7 +96,7 @@ class TritonReplica:
         timeout: float = DEFAULT_TIMEOUT,
         load_timeout: float = DEFAULT_LOAD_TIMEOUT,
     ) -> None:
-        self.address = _address(host, port)
+        self.address = host_port(host, port)
         self.timeout = timeout
         self.load_timeout = load_timeout
         self._client: Any = None
@@ -258,7 +258,7 @@ async def observe(
         return ReplicaModels(
             pod,
             reachable=False,
-            error=f"asking Triton at {_address(host, port)}: {type(exc).__name__}: {exc}",
+            error=f"asking Triton at {host_port(host, port)}: {type(exc).__name__}: {exc}",
             load_errors=errors,
         )
     return ReplicaModels(pod, reachable=True, error=None, entries=entries, load_errors=errors)

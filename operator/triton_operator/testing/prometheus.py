@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from triton_operator.devcluster.processes import free_ports, log_tail
-from triton_operator.testing.lifecycle import ManagedServer
-from triton_operator.testing.triton_server import _die_with_parent
+from triton_operator.testing.lifecycle import ManagedServer, die_with_parent
 
 __all__ = ["PrometheusServer", "PrometheusServerError", "Target", "find_prometheus"]
 
@@ -184,7 +183,7 @@ class PrometheusServer(ManagedServer):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl; safe enough before exec
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl; safe enough before exec
             )
         deadline = time.monotonic() + self.startup_timeout
         while self._status("/-/ready") != 200:

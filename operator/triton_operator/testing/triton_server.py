@@ -20,7 +20,6 @@ python-backend stub processes, so no orphans survive a test; the server also die
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import os
 import shutil
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from triton_operator.devcluster.processes import free_ports
-from triton_operator.testing.lifecycle import ManagedServer
+from triton_operator.testing.lifecycle import ManagedServer, die_with_parent
 
 __all__ = [
     "DEFAULT_PYTRITON_VERSION",
@@ -52,7 +51,6 @@ StrPath = str | os.PathLike[str]
 ControlMode = Literal["none", "poll", "explicit"]
 WaitFor = Literal["ready", "live"]
 
-_PR_SET_PDEATHSIG = 1
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 _INSTALL_SCRIPT = _REPO_ROOT / "hack" / "install-triton-host.sh"
 # Flags whose values this class chooses; a caller passing them in extra_args gets an error, not a silent clash.
@@ -106,16 +104,6 @@ def find_tritonserver(*, install: bool = True, version: str = DEFAULT_PYTRITON_V
     raise TritonServerError(
         "no tritonserver: run hack/install-triton-host.sh, or set $TRITONSERVER to a tritonserver executable"
     )
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask the kernel to SIGKILL the child when the Python process that started it dies (even by SIGKILL).
-
-    Without this, a test runner killed by a timeout would leave Triton and its stubs running, holding ports and
-    shared memory. The setting survives the wrapper's ``exec`` of tritonserver.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _descendants(root: int) -> list[int]:
@@ -330,7 +318,7 @@ class TritonServer(ManagedServer):
                 env=env,
                 # Its own process group: stop() signals Triton and its python-backend stubs together.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl; safe enough before exec
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl; safe enough before exec
             )
         deadline = started + self.startup_timeout
         path = "/v2/health/ready" if self.wait_for == "ready" else "/v2/health/live"
