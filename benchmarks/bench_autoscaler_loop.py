@@ -182,7 +182,7 @@ Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {pla
 |---|---|
 | one round (scrape + parse + decide, {args.services} services), median / max after 2 warm-up rounds | {statistics.median(steady):.2f} s / {max(steady):.2f} s |
 | operator CPU per round, median | {statistics.median(cpu):.2f} s (of a {2.0:g} s interval) |
-| writes over {args.rounds} rounds: scale / status / events (each service scales 1 -> 2 once: 100 req/s at 10 ms of busy time per request needs 2 replicas at the target utilization) | {api.scales} / {api.status_writes} / {api.events} |
+| writes over {args.rounds} rounds: scale / status / events (each service: 100 req/s at 30 ms queue time, under the 50 ms target, so it holds; status is written when its verdict changes, from "without metrics" to "holding") | {api.scales} / {api.status_writes} / {api.events} |
 
 One task serves every service, 32 scrapes in flight at a time; no task or thread per service.
 """
