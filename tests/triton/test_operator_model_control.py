@@ -109,6 +109,8 @@ class Loop:
         for _ in range(rounds):
             self.requested.clear()
             outcome = await self.control.sync(KEY, service, pods(self.gates, hosts))
+            if self.requested.is_set():
+                continue  # a task finished while sync observed: that outcome may predate it, as the controller knows
             if not self.control.busy(KEY):
                 loading = any(m["state"] in ("LOADING", "UNKNOWN") for m in outcome.verdict.models)
                 if loading or (outcome.resync_after is not None and outcome.resync_after <= 3.0):
