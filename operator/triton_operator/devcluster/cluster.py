@@ -58,7 +58,8 @@ class _PortTaken(ClusterError):
 
 class LocalCluster:
     """A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with
-    kwok-managed fake GPU and CPU nodes, all on 127.0.0.1, its state in one directory."""
+    kwok-managed fake GPU and CPU nodes, all on 127.0.0.1 (the API server on the node IP when a real node
+    joins, so its pods reach it), its state in one directory."""
 
     def __init__(
         self,
@@ -124,7 +125,7 @@ class LocalCluster:
 
     @property
     def server(self) -> str:
-        """``https://127.0.0.1:<port>`` of the running apiserver."""
+        """``https://<address>:<port>`` of the running apiserver: 127.0.0.1, or the node IP with a real node."""
         server = self._state.get("server") or self._read_state().get("server")
         if not server:
             raise ClusterError(f"no cluster has been started in {self.state_dir}")
@@ -235,10 +236,13 @@ class LocalCluster:
         layout = self._layout
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / _MARKER).touch()
-        pki = generate_pki(layout.pki_dir)
+        # With a real node the API server listens on the node IP (still local: the guard chain drops it from
+        # other machines), so pods reach it through the kubernetes Service, as an in-cluster operator does.
+        address = rn.NODE_IP if pause_archive is not None else "127.0.0.1"
+        pki = generate_pki(layout.pki_dir, apiserver_ips=(address,))
         all_ports = free_ports(cp.PORT_COUNT + (rn.NODE_PORT_COUNT if pause_archive is not None else 0))
         ports = cp.Ports.from_list(all_ports)
-        server = f"https://127.0.0.1:{ports.apiserver}"
+        server = f"https://{address}:{ports.apiserver}"
         self._write_configs(pki, server)
         self._state = {
             "version": _STATE_VERSION,
@@ -258,7 +262,7 @@ class LocalCluster:
         self._spawn("etcd", cp.etcd_argv(bin_dir, layout, ports))
         self._wait({"etcd": lambda: _etcd_healthy(cp.etcd_url(ports))}, t0, timeout=30)
 
-        self._spawn("kube-apiserver", cp.apiserver_argv(bin_dir, layout, ports, pki, self.admission_plugins))
+        self._spawn("kube-apiserver", cp.apiserver_argv(bin_dir, layout, ports, pki, self.admission_plugins, address))
         api = self._admin_api(server)
         try:
             if node is not None and pause_archive is not None:

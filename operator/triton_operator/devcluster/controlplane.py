@@ -145,16 +145,23 @@ def etcd_url(ports: Ports) -> str:
 
 
 def apiserver_argv(
-    bin_dir: Path, layout: Layout, ports: Ports, pki: Pki, admission_plugins: Sequence[str] = ()
+    bin_dir: Path,
+    layout: Layout,
+    ports: Ports,
+    pki: Pki,
+    admission_plugins: Sequence[str] = (),
+    address: str = "127.0.0.1",
 ) -> list[str]:
     """``admission_plugins`` are enabled beside NodeRestriction (e.g. OwnerReferencesPermissionEnforcement,
-    on by default in OpenShift, which makes children's ownerReferences need RBAC on the owner's finalizers)."""
+    on by default in OpenShift, which makes children's ownerReferences need RBAC on the owner's finalizers).
+    ``address`` is where it listens and what the ``kubernetes`` Service's endpoint says: loopback, or the real
+    node's IP when pods must reach the API (an operator running as a pod, through 10.96.0.1)."""
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers={etcd_url(ports)}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={address}",
         f"--secure-port={ports.apiserver}",
-        "--advertise-address=127.0.0.1",
+        f"--advertise-address={address}",
         f"--tls-cert-file={pki.apiserver.cert}",
         f"--tls-private-key-file={pki.apiserver.key}",
         f"--client-ca-file={pki.ca.cert}",

@@ -200,8 +200,9 @@ class _Ca:
         return pair
 
 
-def generate_pki(directory: Path) -> Pki:
-    """Write a complete PKI for one local cluster into ``directory`` (created if missing)."""
+def generate_pki(directory: Path, apiserver_ips: Sequence[str] = ()) -> Pki:
+    """Write a complete PKI for one local cluster into ``directory`` (created if missing); ``apiserver_ips`` are
+    addresses the API server's certificate names beside loopback and the ``kubernetes`` Service's."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     ca = _Ca("triton-operator-dev-ca")
@@ -218,7 +219,7 @@ def generate_pki(directory: Path) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ip_addresses=("127.0.0.1", KUBERNETES_SERVICE_IP),
+        ip_addresses=tuple(dict.fromkeys(("127.0.0.1", KUBERNETES_SERVICE_IP, *apiserver_ips))),
     )
     components = ca.issue(
         directory,
