@@ -25,6 +25,7 @@ prereqs: binaries  ## everything the test tiers run: node packages (apt, as root
 	hack/install-prometheus.sh >/dev/null
 	hack/build-helm.sh >/dev/null
 	hack/build-triton-image.sh >/dev/null
+	hack/build-operator-image.sh >/dev/null
 
 demo: $(STAMP) prereqs  ## local cluster + real node + operator; quickstart applied, Ready, status, a real inference
 	$(BIN)/triton-operator dev up --example examples/quickstart.yaml

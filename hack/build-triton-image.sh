@@ -23,8 +23,9 @@
 #
 # Name: localhost/tritonserver-cpu:<pytriton version>-<12 hex of the inputs hash>. Cached under
 # $TRITON_OPERATOR_CACHE/images (default ~/.cache/triton-operator/images) keyed by a hash of every input (this
-# script, hack/triton-image/, hack/oci_image.py, tests/models, versions, package list), so a rerun is instant and
-# any change builds a new archive. The Debian base (debootstrap + apt) is cached separately under images/stages/.
+# script, hack/lib/debian-rootfs.sh, hack/triton-image/, hack/oci_image.py, tests/models, versions, package list), so
+# a rerun is instant and any change builds a new archive. The Debian base (debootstrap + apt; hack/lib/debian-rootfs.sh, shared with
+# hack/build-operator-image.sh) is cached separately under images/stages/.
 #
 # Environment: PYTRITON_VERSION (0.7.0), NUMPY_SPEC (numpy<2), DEBIAN_SUITE (bookworm), DEBIAN_MIRROR (default: the
 # host's apt source for that suite), KEEP_ROOTFS=1 (keep the build directory, for debugging).
@@ -35,23 +36,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 PYTRITON_VERSION="${PYTRITON_VERSION:-0.7.0}"
 NUMPY_SPEC="${NUMPY_SPEC:-numpy<2}"
-SUITE="${DEBIAN_SUITE:-bookworm}"
 CACHE="${TRITON_OPERATOR_CACHE:-$HOME/.cache/triton-operator}"
 IMAGES="$CACHE/images"
 PYTHON="${PYTHON:-python3}"
-# libstdc++6: tritonserver and the stub link it (not in minbase). ca-certificates: Triton reads s3:// and gs://
-# repositories over TLS. libpython3.X (added once the version is known): the python-backend stub links it, and
-# Debian's python3 binary is static, so python3 alone does not bring it.
-APT_PACKAGES="python3 python3-venv libstdc++6 ca-certificates"
-BASE_STAGE_VERSION=1 # bump when the base stage below changes
 VENV=/opt/tritonserver-venv
 TRITON_HOME=/opt/tritonserver
-
-log() { printf '[build-triton-image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+LOG_NAME=build-triton-image
+# log/die, mirrors, chroot mounts, stage 1 (the Debian base: SUITE, APT_PACKAGES, BASE_STAGE_VERSION).
+# shellcheck source=hack/lib/debian-rootfs.sh
+. "$HERE/lib/debian-rootfs.sh"
 
 # --- the inputs hash, and with it the name ----------------------------------------------------------------------
 models_listing() { # every model file (path and content), without bytecode a test run may have left behind
@@ -60,7 +53,7 @@ models_listing() { # every model file (path and content), without bytecode a tes
 }
 key=$(
   {
-    cat "$0" "$HERE/oci_image.py"
+    cat "$0" "$HERE/lib/debian-rootfs.sh" "$HERE/oci_image.py"
     (cd "$HERE/triton-image" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     models_listing
     echo "pytriton=$PYTRITON_VERSION numpy=$NUMPY_SPEC suite=$SUITE apt=$APT_PACKAGES base=$BASE_STAGE_VERSION"
@@ -110,49 +103,11 @@ if [ -f "$ARCHIVE" ]; then
 fi
 command -v "$PYTHON" >/dev/null || die "no $PYTHON"
 [ -f "$HERE/oci_image.py" ] || die "hack/oci_image.py is missing (it packages the rootfs)"
-if ! command -v debootstrap >/dev/null; then
-  log "installing debootstrap (apt)"
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
-fi
-
-# --- mirrors: the ones this machine's apt already uses (no other network is reachable) -------------------------
-host_uri_for() { # host_uri_for SUITE -> the first URI the host's apt sources give for that suite, or nothing
-  local suite="$1" f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    # deb822 stanzas: blank-line separated; the URI of a stanza whose Suites list contains $suite.
-    awk -v s="$suite" 'BEGIN { RS = ""; FS = "\n" }
-      { uri = ""; hit = 0
-        for (i = 1; i <= NF; i++) {
-          if ($i ~ /^URIs:/) { split(substr($i, 6), u, " "); uri = u[1]; if (uri == "") uri = u[2] }
-          if ($i ~ /^Suites:/) { n = split(substr($i, 8), ss, " "); for (j = 1; j <= n; j++) if (ss[j] == s) hit = 1 }
-        }
-        if (hit && uri != "") { print uri; exit } }' "$f"
-  done | awk 'NR == 1'
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk -v s="$suite" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i + 1) == s) print $i; break } }' "$f"
-  done | awk 'NR == 1'
-}
-MIRROR="${DEBIAN_MIRROR:-$(host_uri_for "$SUITE" | awk 'NR == 1')}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-SECURITY_MIRROR="$(host_uri_for "$SUITE-security" | awk 'NR == 1')"
-
 # --- build directory and the cleanup that must always run -------------------------------------------------------
-mkdir -p "$IMAGES/stages"
 WORK="$(mktemp -d "$IMAGES/.tritonserver-cpu-build.XXXXXX")"
 ROOTFS="$WORK/rootfs"
 VERIFY_PID=""
 
-mounted_under() { # mount points at or below $1, deepest first
-  awk -v root="$1" '$2 == root || index($2, root "/") == 1 { print $2 }' /proc/self/mounts | sort -r
-}
-unmount_all() {
-  local root="$1" mp
-  for mp in $(mounted_under "$root"); do
-    umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || log "WARNING: could not unmount $mp"
-  done
-}
 stop_verify_server() {
   [ -n "$VERIFY_PID" ] || return 0
   # setsid made it a process-group leader: the group holds tritonserver and its python-backend stubs.
@@ -169,81 +124,17 @@ stop_verify_server() {
 cleanup() {
   local rc=$?
   stop_verify_server
-  for dir in "$ROOTFS" "$WORK/base"; do unmount_all "$dir"; done
-  # Never delete a tree that still has a mount inside: with /dev bind-mounted that would wipe the host's /dev.
-  if [ -n "$(mounted_under "$WORK")" ]; then
-    log "WARNING: mounts remain under $WORK; not deleting it: $(mounted_under "$WORK" | tr '\n' ' ')"
-  elif [ "${KEEP_ROOTFS:-0}" = 1 ]; then
-    log "kept the build directory: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  unmount_all "$WORK"
+  remove_build_dir "$WORK"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 trap 'log "interrupted"; exit 130' INT TERM
 
-mount_chroot_fs() { # what apt, python and Triton need in a chroot; undone by unmount_all (always, via the trap)
-  local root="$1"
-  mount -t proc proc "$root/proc"
-  mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys"
-  # rbind brings /dev/shm (Triton's python backend talks to its stubs through shared memory) and /dev/pts.
-  mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
-}
-in_chroot() { # a clean environment: nothing of the host's (proxies, pip settings, locale) leaks into the build
-  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    DEBIAN_FRONTEND=noninteractive chroot "$@"
-}
-
 t_start=$SECONDS
 
-# --- stage 1: Debian base with python (cached: the slow, rarely changing part) ----------------------------------
-base_key=$(echo "suite=$SUITE apt=$APT_PACKAGES mirror=$MIRROR security=$SECURITY_MIRROR v=$BASE_STAGE_VERSION" |
-  sha256sum | cut -c1-12)
-BASE_TAR="$IMAGES/stages/debian-$SUITE-python-$base_key.tar"
-if [ -f "$BASE_TAR" ]; then
-  log "stage 1/5: Debian base cached ($BASE_TAR)"
-  mkdir -p "$ROOTFS"
-  tar -C "$ROOTFS" --numeric-owner -xpf "$BASE_TAR"
-else
-  BASE="$WORK/base"
-  log "stage 1/5: debootstrap --variant=minbase $SUITE from $MIRROR (about a minute)"
-  t0=$SECONDS
-  debootstrap --variant=minbase "$SUITE" "$BASE" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
-    {
-      tail -30 "$WORK/debootstrap.log" >&2
-      die "debootstrap failed (log above)"
-    }
-  log "debootstrap done in $((SECONDS - t0)) s ($(du -sh "$BASE" | cut -f1))"
-  {
-    echo "deb $MIRROR $SUITE main"
-    echo "deb $MIRROR $SUITE-updates main"
-    [ -z "$SECURITY_MIRROR" ] || echo "deb $SECURITY_MIRROR $SUITE-security main"
-  } >"$BASE/etc/apt/sources.list"
-  cp /etc/resolv.conf "$BASE/etc/resolv.conf"
-  printf '#!/bin/sh\nexit 101\n' >"$BASE/usr/sbin/policy-rc.d" # no services start inside a build
-  chmod 0755 "$BASE/usr/sbin/policy-rc.d"
-  mount_chroot_fs "$BASE"
-  log "apt-get install $APT_PACKAGES (in the chroot)"
-  t0=$SECONDS
-  in_chroot "$BASE" apt-get -qq -o Acquire::Retries=3 update >&2
-  # shellcheck disable=SC2086
-  in_chroot "$BASE" apt-get -qq -y -o Acquire::Retries=3 install --no-install-recommends $APT_PACKAGES \
-    2> >(grep -v '^debconf: delaying package configuration' >&2) >/dev/null
-  pyver=$(in_chroot "$BASE" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  in_chroot "$BASE" apt-get -qq -y install --no-install-recommends "libpython$pyver" >/dev/null
-  in_chroot "$BASE" apt-get -qq -y upgrade >/dev/null # security fixes newer than the bootstrap's snapshot
-  in_chroot "$BASE" apt-get clean
-  unmount_all "$BASE"
-  rm -f "$BASE/usr/sbin/policy-rc.d"
-  log "apt done in $((SECONDS - t0)) s (Python $pyver); caching the base as $BASE_TAR"
-  tar -C "$BASE" --numeric-owner -cpf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
-  mv "$BASE" "$ROOTFS"
-fi
-PYVER=$(in_chroot "$ROOTFS" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-PY_LIBDIR=$(in_chroot "$ROOTFS" python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
-[ -e "$ROOTFS$PY_LIBDIR/libpython$PYVER.so.1.0" ] || die "no $PY_LIBDIR/libpython$PYVER.so.1.0 in the rootfs"
+debian_base_stage "$ROOTFS" "$WORK" "stage 1/5"
 
 # --- stage 2: the Triton venv ------------------------------------------------------------------------------------
 # Wheels come from the host's pip (its index and CA settings work; the chroot has neither), pinned to the image's

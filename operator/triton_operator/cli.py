@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def _run(args: argparse.Namespace) -> int:
     asyncio.run(
         kopf.operator(
             standalone=True,
+            # kopf would derive its identity from getpass.getuser(), which raises when the process's UID has no
+            # passwd entry: the chart's 65532, or any UID OpenShift assigns. Standalone, it only names the process.
+            # (kopf's Identity is a NewType of str that kopf does not export.)
+            identity=f"triton-operator@{socket.gethostname()}",  # type: ignore[arg-type]
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,

@@ -30,7 +30,7 @@ from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster import realnode as rn
 from triton_operator.devcluster.binaries import cache_root, repo_root
 from triton_operator.devcluster.processes import free_ports
-from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, triton_image
+from triton_operator.devcluster.workloads import MODEL_CLAIM, model_claim_manifests, operator_image, triton_image
 from triton_operator.devmode import OperatorProcess, install_crds
 
 T = TypeVar("T")
@@ -146,12 +146,28 @@ def triton_image_name(node_cluster: LocalCluster) -> str:
 
 
 @pytest.fixture(scope="session")
+def operator_image_name(node_cluster: LocalCluster) -> str:
+    """The operator's image (hack/build-operator-image.sh), imported into the real node."""
+    started = time.monotonic()
+    name = operator_image(node_cluster)
+    print(f"\n[node tier] operator image {name} ready and imported in {time.monotonic() - started:.1f} s")
+    return name
+
+
+def node_operator_args(triton_image_name: str) -> tuple[str, ...]:
+    """The session operator's flags beyond the kubeconfig and ports (for a test that stops and restarts it)."""
+    return (f"--default-triton-image={triton_image_name}",)
+
+
+@pytest.fixture(scope="session")
 def node_operator(
     node_cluster: LocalCluster, triton_image_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    """The operator as a process on this machine, serving every namespace (a test that runs it as a pod instead
+    stops this one first: two operators would fight over the same InferenceServices)."""
     install_crds(node_cluster)
     process = OperatorProcess(node_cluster, Path(tmp_path_factory.mktemp("operator")) / "operator.log", free_ports(1)[0])
-    process.start(extra_args=(f"--default-triton-image={triton_image_name}",))
+    process.start(extra_args=node_operator_args(triton_image_name))
     yield process
     process.stop()
 

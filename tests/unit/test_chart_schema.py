@@ -3,32 +3,20 @@ CRD copy and appVersion match the operator's."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
+
+from tests.scripts import hack_module
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "triton-operator"
 CRD = "inferenceservices.serving.triton-operator.dev.yaml"
 
 
-def _chart_schema() -> ModuleType:
-    """hack/chart_schema.py, imported from its path (hack/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("chart_schema", REPO / "hack" / "chart_schema.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the models' annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-chart_schema = _chart_schema()
+chart_schema = hack_module("chart_schema")
 
 
 def test_generated_files_match_the_values_model() -> None:

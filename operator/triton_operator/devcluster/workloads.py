@@ -1,6 +1,7 @@
-"""What real Triton pods on the local cluster's real node need: the CPU Triton image and a model repository.
+"""What real pods on the local cluster's real node need: the CPU Triton image, the operator's image, and a model
+repository.
 
-The image is built without Docker by ``hack/build-triton-image.sh`` (cached by a hash of its inputs) and imported
+The images are built without Docker by ``hack/build-*-image.sh`` (each cached by a hash of its inputs) and imported
 into the node's containerd. The model repository is a PersistentVolume on the real node (a hostPath holding a
 copy of tests/models/good), bound to a claim, so InferenceServices read it as ``pvc://<claim>`` exactly as they
 would read a claim on a real cluster.
@@ -23,13 +24,25 @@ MODEL_CLAIM = "triton-models"
 MODELS_SOURCE = Path("tests") / "models" / "good"
 
 
-def triton_image(cluster: LocalCluster) -> str:
-    """Build (or reuse) the CPU Triton image, import it into the real node, and return its name."""
-    script = repo_root() / "hack" / "build-triton-image.sh"
-    result = subprocess.run([str(script)], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, check=True)
+def built_image(cluster: LocalCluster, script: str) -> str:
+    """Build (or reuse) an image with ``hack/<script>`` (it prints the name, then the archive), import it into the
+    real node, and return its name."""
+    path = repo_root() / "hack" / script
+    result = subprocess.run([str(path)], stdout=subprocess.PIPE, stderr=sys.stderr, text=True, check=True)
     name, archive = result.stdout.strip().splitlines()[-2:]
     cluster.import_image(Path(archive))
     return name
+
+
+def triton_image(cluster: LocalCluster) -> str:
+    """The CPU Triton image (hack/build-triton-image.sh), imported into the real node."""
+    return built_image(cluster, "build-triton-image.sh")
+
+
+def operator_image(cluster: LocalCluster) -> str:
+    """The operator's own image (hack/build-operator-image.sh, as operator/Dockerfile builds it), imported into the
+    real node, for the chart's operator pod."""
+    return built_image(cluster, "build-operator-image.sh")
 
 
 def models_directory(cluster: LocalCluster) -> Path:

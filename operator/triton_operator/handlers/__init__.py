@@ -24,8 +24,12 @@ MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod, the service account; elsewhere $KUBECONFIG or ~/.kube/config (set by `run --kubeconfig`)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In a pod, the service account; elsewhere $KUBECONFIG or ~/.kube/config (set by `run --kubeconfig`).
+
+    Through the official client's loaders, as the operator's own API client: in a pod they reach the API server at
+    $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT as client-go does, where kopf's own service-account login
+    would name https://kubernetes.default.svc and so depend on cluster DNS."""
+    return kopf.login_via_client(**kwargs)
 
 
 @kopf.on.startup()
