@@ -8,6 +8,7 @@ decides to write.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -26,10 +27,13 @@ MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod, the service account; elsewhere $KUBECONFIG or ~/.kube/config (set by `run --kubeconfig`).
 
-    Through the official client's loaders, as the operator's own API client: in a pod they reach the API server at
-    $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT as client-go does, where kopf's own service-account login
-    would name https://kubernetes.default.svc and so depend on cluster DNS."""
-    return kopf.login_via_client(**kwargs)
+    In a pod, through the official client's in-cluster loader, as the operator's own API client: it reaches the API
+    server at $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT as client-go does, where kopf's own service-account
+    login names https://kubernetes.default.svc and so depends on cluster DNS. Elsewhere kopf's kubeconfig login,
+    which reads $KUBECONFIG when called (the client's loader fixed it when it was imported)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return kopf.login_via_client(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()
