@@ -67,10 +67,22 @@ def elastic(source: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def routes(url: str) -> bool:
+    """True once a GET through the Service is answered (no proxy)."""
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def run_loop(kube: Kube, operator: OperatorProcess) -> dict[str, float]:
     """Step the load up and down; returns the measured seconds of each phase."""
     wait_for("Ready", lambda: kube.status(NAME).get("phase") == "Ready", timeout=180)
     service_ip = (kube.get(("v1", "Service"), NAME) or {})["spec"]["clusterIP"]
+    # kube-proxy programs the Service a moment after its first pod turns Ready; until then the node refuses
+    # connections. That lag is kube-proxy's, not the operator's: the load starts once the Service routes.
+    wait_for("the Service to route", lambda: routes(f"http://{service_ip}:8000/v2/health/live"), timeout=15)
     load = LoadGenerator(f"{service_ip}:8000", "sleeper").start(RATE)
     stepped = time.monotonic()
     try:
