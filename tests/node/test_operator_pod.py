@@ -169,7 +169,10 @@ def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(
         wait_for("no operator pod", lambda: not operator_pods(chart), timeout=60)
         assert kube.status("quickstart")["phase"] == "Ready"
         service_ip = (kube.get(SERVICE, "quickstart") or {})["spec"]["clusterIP"]
-        assert infer_identity_once_routed(service_ip, "grpc", (3.0,)) == [3.0]
+        # The repaired Service has a new ClusterIP, which kube-proxy programs a moment later (until then the
+        # node has no route to it).
+        wait_for("the repaired Service to route", lambda: http_text(f"http://{service_ip}:8000/v2/health/live") is not None, timeout=30)
+        assert infer_identity(service_ip, "grpc", (3.0,)) == [3.0]
         assert infer_identity(service_ip, "http", (4.0,)) == [4.0]
         print(f"\n[node tier] helm install --wait (operator pod Ready) {install_seconds:.1f} s; quickstart apply -> Ready {ready_seconds:.1f} s")
     finally:
