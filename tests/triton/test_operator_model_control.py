@@ -158,6 +158,11 @@ def test_models_are_loaded_changed_and_unloaded_in_place_on_every_replica(replic
         outcome = await loop.settle(isvc([{"name": "sleeper"}]))
         assert states(outcome) == {"sleeper": "READY"}
         for server in replicas.values():
+            # Triton's unload returns before the model is gone: its index says UNLOADING for a moment.
+            for _ in range(100):
+                if index(server)["identity"] != "UNLOADING":
+                    break
+                await asyncio.sleep(0.1)
             assert index(server)["identity"] == "UNAVAILABLE"
             with httpclient.InferenceServerClient(server.http_address) as client:
                 assert client.get_model_config("sleeper")["max_batch_size"] != 2
