@@ -77,44 +77,7 @@ TAG="$VERSION-$key"
 NAME="localhost/triton-operator:$TAG"
 ARCHIVE="$IMAGES/triton-operator-$TAG.tar"
 
-if [ "${1:-}" = "--name" ]; then
-  echo "$NAME"
-  exit 0
-fi
-
-import_archive() {
-  local socket="$1" snapshotter="${2:-overlayfs}"
-  log "importing $NAME into containerd at $socket (snapshotter $snapshotter)"
-  ctr -a "$socket" -n k8s.io images import --snapshotter "$snapshotter" "$ARCHIVE" >&2
-}
-
-finish() {
-  if [ "${1:-}" = "--import" ]; then
-    import_archive "${2:?usage: $0 --import SOCKET [SNAPSHOTTER]}" "${3:-}"
-  fi
-  echo "$NAME"
-  echo "$ARCHIVE"
-}
-
-if [ -f "$ARCHIVE" ]; then
-  log "cached: $NAME ($(du -h "$ARCHIVE" | cut -f1)) $ARCHIVE"
-  finish "$@"
-  exit 0
-fi
-
-[ "$(id -u)" = 0 ] || die "needs root (chroot, mount)"
-# Concurrent callers build once: the rest wait here, then find the archive.
-mkdir -p "$IMAGES"
-exec 9>"$IMAGES/.triton-operator-$TAG.lock"
-if ! flock -n 9; then
-  log "another build of $NAME is running; waiting for it"
-  flock 9
-fi
-if [ -f "$ARCHIVE" ]; then
-  log "built by a concurrent run: $NAME $ARCHIVE"
-  finish "$@"
-  exit 0
-fi
+reuse_or_lock "$@"
 [ -f "$HERE/oci_image.py" ] || die "hack/oci_image.py is missing (it packages the rootfs)"
 # The runtime config, read now: a Dockerfile the parser refuses fails the build before any work.
 IMAGE_CONFIG_JSON=$("$PYTHON" "$HERE/dockerfile_config.py" "$DOCKERFILE" --json) || die "operator/Dockerfile: see above"

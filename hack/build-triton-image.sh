@@ -63,44 +63,7 @@ TAG="$PYTRITON_VERSION-$key"
 NAME="localhost/tritonserver-cpu:$TAG"
 ARCHIVE="$IMAGES/tritonserver-cpu-$TAG.tar"
 
-if [ "${1:-}" = "--name" ]; then
-  echo "$NAME"
-  exit 0
-fi
-
-import_archive() {
-  local socket="$1" snapshotter="${2:-overlayfs}"
-  log "importing $NAME into containerd at $socket (snapshotter $snapshotter)"
-  ctr -a "$socket" -n k8s.io images import --snapshotter "$snapshotter" "$ARCHIVE" >&2
-}
-
-finish() {
-  if [ "${1:-}" = "--import" ]; then
-    import_archive "${2:?usage: $0 --import SOCKET [SNAPSHOTTER]}" "${3:-}"
-  fi
-  echo "$NAME"
-  echo "$ARCHIVE"
-}
-
-if [ -f "$ARCHIVE" ]; then
-  log "cached: $NAME ($(du -h "$ARCHIVE" | cut -f1)) $ARCHIVE"
-  finish "$@"
-  exit 0
-fi
-
-[ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount)"
-# Concurrent callers (test tiers started together) build once: the rest wait here, then find the archive.
-mkdir -p "$IMAGES"
-exec 9>"$IMAGES/.tritonserver-cpu-$TAG.lock"
-if ! flock -n 9; then
-  log "another build of $NAME is running; waiting for it"
-  flock 9
-fi
-if [ -f "$ARCHIVE" ]; then
-  log "built by a concurrent run: $NAME $ARCHIVE"
-  finish "$@"
-  exit 0
-fi
+reuse_or_lock "$@"
 command -v "$PYTHON" >/dev/null || die "no $PYTHON"
 [ -f "$HERE/oci_image.py" ] || die "hack/oci_image.py is missing (it packages the rootfs)"
 # --- build directory and the cleanup that must always run -------------------------------------------------------

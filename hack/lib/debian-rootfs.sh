@@ -143,3 +143,45 @@ debian_base_stage() {
   PY_LIBDIR=$(in_chroot "$rootfs" python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
   [ -e "$rootfs$PY_LIBDIR/libpython$PYVER.so.1.0" ] || die "no $PY_LIBDIR/libpython$PYVER.so.1.0 in the rootfs"
 }
+
+# --- the cached archive: --name, reuse, and one build among concurrent callers ----------------------------------
+# The image scripts set NAME, ARCHIVE and IMAGES, then call `reuse_or_lock "$@"`: it exits when there is nothing to
+# build (--name, a cached archive, or one a concurrent run just built) and otherwise returns holding the build lock.
+import_archive() {
+  local socket="$1" snapshotter="${2:-overlayfs}"
+  log "importing $NAME into containerd at $socket (snapshotter $snapshotter)"
+  ctr -a "$socket" -n k8s.io images import --snapshotter "$snapshotter" "$ARCHIVE" >&2
+}
+
+finish() {
+  if [ "${1:-}" = "--import" ]; then
+    import_archive "${2:?usage: $0 --import SOCKET [SNAPSHOTTER]}" "${3:-}"
+  fi
+  echo "$NAME"
+  echo "$ARCHIVE"
+}
+
+reuse_or_lock() {
+  if [ "${1:-}" = "--name" ]; then
+    echo "$NAME"
+    exit 0
+  fi
+  if [ -f "$ARCHIVE" ]; then
+    log "cached: $NAME ($(du -h "$ARCHIVE" | cut -f1)) $ARCHIVE"
+    finish "$@"
+    exit 0
+  fi
+  [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount)"
+  # Concurrent callers (test tiers started together) build once: the rest wait here, then find the archive.
+  mkdir -p "$IMAGES"
+  exec 9>"$IMAGES/.$(basename "$ARCHIVE" .tar).lock"
+  if ! flock -n 9; then
+    log "another build of $NAME is running; waiting for it"
+    flock 9
+  fi
+  if [ -f "$ARCHIVE" ]; then
+    log "built by a concurrent run: $NAME $ARCHIVE"
+    finish "$@"
+    exit 0
+  fi
+}
