@@ -8,10 +8,12 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from triton_operator.api.crd import render_yaml
 from triton_operator.api.v1alpha1 import DEFAULT_TRITON_IMAGE
+from triton_operator.policy.peering import DEFAULT_LIFETIME_SECONDS, default_priority
 from triton_operator.render import render_manifests
 from triton_operator.resources.meta import OperatorDefaults
 
@@ -24,6 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     import triton_operator.handlers  # noqa: F401  (registers the kopf handlers)
+    from triton_operator.peering import Peering
 
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
@@ -32,20 +35,26 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         start_http_server(args.metrics_port)
+    # kopf would derive its identity from getpass.getuser(), which raises when the process's UID has no passwd
+    # entry: the chart's 65532, or any UID OpenShift assigns. The host name tells pods apart, the PID processes on
+    # one machine. (kopf's Identity is a NewType of str that kopf does not export.)
+    identity = f"triton-operator@{socket.gethostname()}.{os.getpid()}"
+    priority = args.priority if args.priority is not None else default_priority(time.time())
     memo = kopf.Memo(
         kubeconfig=args.kubeconfig,
         workers=args.workers,
         api_concurrency=args.api_concurrency,
         autoscale_interval=args.autoscale_interval,
         defaults=OperatorDefaults(triton_image=args.default_triton_image),
+        peering=Peering(args.peering, tuple(args.namespace or ()), identity, priority) if args.peering else None,
+        peering_lifetime=args.peering_lifetime,
     )
     asyncio.run(
         kopf.operator(
-            standalone=True,
-            # kopf would derive its identity from getpass.getuser(), which raises when the process's UID has no
-            # passwd entry: the chart's 65532, or any UID OpenShift assigns. Standalone, it only names the process.
-            # (kopf's Identity is a NewType of str that kopf does not export.)
-            identity=f"triton-operator@{socket.gethostname()}",  # type: ignore[arg-type]
+            standalone=not args.peering,
+            peering_name=args.peering or None,
+            priority=priority,
+            identity=identity,  # type: ignore[arg-type]
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
@@ -109,6 +118,25 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, help="Prometheus metrics port, 0 to disable")
     run.add_argument("--health-port", type=int, default=DEFAULT_HEALTH_PORT, help="liveness endpoint port, 0 to disable")
     _add_default_image(run)
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas through kopf's peering object NAME (a ClusterKopfPeering, or a "
+        "KopfPeering in each --namespace): one replica works, the others stand by; default: standalone",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        help="peering priority; the highest live one works (default: by start time, the oldest replica first, "
+        "below 0 so that any explicit priority outranks it)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=DEFAULT_LIFETIME_SECONDS,
+        help=f"seconds a replica's peering record lives unrefreshed: how soon a standby takes over from a replica "
+        f"that died without saying so (default {DEFAULT_LIFETIME_SECONDS}, kopf's)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 

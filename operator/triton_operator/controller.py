@@ -31,6 +31,7 @@ RECONCILE_SECONDS = Histogram(
 RECONCILE_ERRORS = Counter("triton_operator_reconcile_errors", "Reconciles that failed and were retried.", ["kind"])
 QUEUE_DEPTH = Gauge("triton_operator_queue_depth", "InferenceServices waiting for or in a reconcile.")
 SERVICES = Gauge("triton_operator_inferenceservices", "InferenceServices the operator watches.")
+WORKING = Gauge("triton_operator_working", "1 while this replica reconciles and autoscales; 0 while it stands by for a peer.")
 
 
 class OperatorApi(Kube, ScaleApi, Protocol):
@@ -47,15 +48,23 @@ class Controller:
         defaults: OperatorDefaults = DEFAULTS,
         autoscale_interval: float = DEFAULT_INTERVAL_SECONDS,
     ) -> None:
-        self.store = Store()
-        self.queue: WorkQueue[Key] = WorkQueue()
-        self.models = ModelControl(kube, self.queue.add, now_rfc3339)
-        self.reconciler = Reconciler(kube, self.store, self.models, defaults)
-        self.autoscaler = Autoscaler(kube, self.store, now_rfc3339, interval=autoscale_interval)
+        self._kube = kube
+        self._defaults = defaults
+        self._autoscale_interval = autoscale_interval
         self._worker_count = workers
         self._tasks: list[asyncio.Task[None]] = []
+        self.working = False
+        self._fresh()
         QUEUE_DEPTH.set_function(lambda: len(self.queue))
         SERVICES.set_function(lambda: len(self.store.services))
+
+    def _fresh(self) -> None:
+        """A store, queue, model control, reconciler and autoscaler that know nothing yet."""
+        self.store = Store()
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.models = ModelControl(self._kube, self.queue.add, now_rfc3339)
+        self.reconciler = Reconciler(self._kube, self.store, self.models, self._defaults)
+        self.autoscaler = Autoscaler(self._kube, self.store, now_rfc3339, interval=self._autoscale_interval)
 
     # ---- event intake (called by the kopf handlers) ----
 
@@ -88,15 +97,30 @@ class Controller:
     # ---- workers ----
 
     def start(self) -> None:
+        """Start working: the reconcile workers and the autoscaler; every service already seen is reconciled."""
+        if self.working:
+            return
+        self.working = True
+        WORKING.set(1)
+        for key in list(self.store.services):
+            self.queue.add(key)
         self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self._worker_count)]
         self.autoscaler.start()
 
-    async def stop(self) -> None:
+    async def stop(self, *, forget: bool = False) -> None:
+        """Stop working: no reconcile, scaling or model load runs after this returns. With ``forget``, also drop
+        everything the watches delivered: a replica that stands by for a peer has its watches paused by kopf, so
+        what it saw goes stale, and kopf lists everything again when it resumes them."""
+        self.working = False
+        WORKING.set(0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         await self.autoscaler.stop()
         await self.models.stop()
+        if forget:
+            self._fresh()
 
     async def _work(self) -> None:
         while True:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from prometheus_client import Counter
 
 from triton_operator.api.v1alpha1 import API_VERSION, KIND
@@ -53,6 +53,9 @@ def load_kube_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
         k8s_config.load_incluster_config(client_configuration=configuration)
     return k8s_client.ApiClient(configuration)
 
+
+#: kopf's peering objects (ClusterKopfPeering, KopfPeering).
+PEERING_API_VERSION = "kopf.dev/v1"
 
 #: The field manager of replica counts the built-in autoscaler writes.
 AUTOSCALER_FIELD_MANAGER = "triton-operator-autoscaler"
@@ -150,6 +153,16 @@ class KubeAdapter:
         """All nodes, as plain dicts (read only when pods cannot be scheduled)."""
         result = await self._run(self._dynamic.get, self._resource("v1", "Node"), serializer=_plain)
         return list(result.get("items") or [])
+
+    async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """kopf's peering object: the ClusterKopfPeering ``name`` (namespace None) or the KopfPeering ``name`` in the
+        namespace; None when it does not exist."""
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        try:
+            found = await self._run(self._dynamic.get, self._resource(PEERING_API_VERSION, kind), name=name, namespace=namespace, serializer=_plain)
+        except (NotFoundError, ResourceNotFoundError):  # the object, or kopf's CRD, is not there
+            return None
+        return dict(found)
 
     async def read_previous_log(self, namespace: str, pod: str, container: str, tail_lines: int = 400) -> str:
         """The end of the log of a container's previous run (the one that exited)."""

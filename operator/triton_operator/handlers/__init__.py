@@ -17,6 +17,7 @@ from triton_operator.adapters.kube import KubeAdapter, load_kube_config
 from triton_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from triton_operator.autoscaler import DEFAULT_INTERVAL_SECONDS
 from triton_operator.controller import Controller
+from triton_operator.peering import PeeringGate
 from triton_operator.resources.children import DEPLOYMENT, HPA, PDB, SERVICE, ChildKind
 from triton_operator.resources.meta import DEFAULTS, MANAGED_BY
 
@@ -49,14 +50,21 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         defaults=memo.get("defaults", DEFAULTS),
         autoscale_interval=memo.get("autoscale_interval", DEFAULT_INTERVAL_SECONDS),
     )
-    controller.start()
     memo["kube"] = kube
     memo["controller"] = controller
+    if memo.get("peering") is None:
+        controller.start()
+    else:  # one of several replicas: work only while kopf's peering would let this one
+        settings.peering.lifetime = memo.get("peering_lifetime", settings.peering.lifetime)
+        memo["gate"] = PeeringGate(kube, controller, memo["peering"])
+        memo["gate"].start()
     logging.getLogger(__name__).info("triton-operator started")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("gate") is not None:
+        await memo["gate"].stop()
     await memo["controller"].stop()
     memo["kube"].close()
 

@@ -1,0 +1,126 @@
+"""kopf's peering rule as the operator reads it: who works, who stands by, and agreement with kopf itself.
+
+The operator gates its own tasks (reconcile workers, autoscaler, model control) on ``policy.peering.standing``,
+while kopf gates its watches on its own ``process_peering_event``. The two must agree on every input, or a replica
+would reconcile from paused watches (or sit idle while kopf feeds it). The agreement test runs kopf's function on
+the same peering objects and compares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import kopf
+import pytest
+from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.structs import references
+from kopf._core.engines import peering as kopf_peering
+
+from triton_operator.policy.peering import default_priority, peers_of, standing
+
+ME = "triton-operator@pod-a.1"
+NOW = dt.datetime.now(dt.UTC)
+WHERE = "ClusterKopfPeering triton-operator"
+
+
+def seen(seconds_ago: float) -> str:
+    return (NOW - dt.timedelta(seconds=seconds_ago)).isoformat()
+
+
+def record(priority: int, seconds_ago: float = 1, lifetime: int = 60) -> dict[str, Any]:
+    return {"priority": priority, "lifetime": lifetime, "lastseen": seen(seconds_ago)}
+
+
+def peering(**records: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "triton-operator"}, "status": records}
+
+
+#: (case, status records of the peering object, this replica's priority, works?)
+CASES: list[tuple[str, dict[str, dict[str, Any]], int, bool]] = [
+    ("nobody recorded yet", {}, 0, True),
+    ("only this replica", {ME: record(0)}, 0, True),
+    ("a lower live peer", {ME: record(5), "b": record(4)}, 5, True),
+    ("a higher live peer", {ME: record(4), "b": record(5)}, 4, False),
+    ("a higher peer whose record expired", {"b": record(5, seconds_ago=61)}, 4, True),
+    ("a higher peer with a short lifetime, expired", {"b": record(5, seconds_ago=11, lifetime=10)}, 4, True),
+    ("a higher peer with a long lifetime, alive", {"b": record(5, seconds_ago=100, lifetime=300)}, 4, False),
+    ("the same priority, alive: kopf pauses both", {ME: record(3), "b": record(3)}, 3, False),
+    ("the same priority, expired", {"b": record(3, seconds_ago=90)}, 3, True),
+    ("a higher peer without lastseen counts as seen now", {"b": {"priority": 9}}, 3, False),
+    ("an older replica by default priority", {"b": record(default_priority(100.0))}, default_priority(200.0), False),
+    ("a younger replica by default priority", {"b": record(default_priority(300.0))}, default_priority(200.0), True),
+    ("an explicit priority outranks the defaults", {"b": record(default_priority(1.0))}, 0, True),
+    ("this replica's own stale record does not block it", {ME: record(99, seconds_ago=1)}, 1, True),
+    ("a lower live peer and a higher dead one", {"b": record(1), "c": record(9, seconds_ago=70)}, 5, True),
+]
+
+
+@pytest.mark.parametrize(("records", "priority", "works"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_standing(records: dict[str, dict[str, Any]], priority: int, works: bool) -> None:
+    verdict = standing({WHERE: peering(**records)}, ME, priority, NOW)
+    assert verdict.active is works, verdict.reason
+
+
+async def kopf_pauses(body: dict[str, Any], priority: int) -> bool:
+    """kopf's own decision on this peering object: does it pause the operator with this identity and priority?"""
+    settings = kopf.OperatorSettings()
+    settings.peering.name = "triton-operator"
+    settings.peering.priority = priority
+    paused = aiotoggles.Toggle(True)  # mandatory peering starts paused, as `--peering` does
+    woken = asyncio.Event()
+    woken.set()  # kopf would otherwise sleep until the next peer expires, then write
+    await kopf_peering.process_peering_event(
+        raw_event={"type": "MODIFIED", "object": body},  # type: ignore[typeddict-item]
+        namespace=None,
+        resource=references.Resource("kopf.dev", "v1", "clusterkopfpeerings"),
+        identity=kopf_peering.Identity(ME),
+        settings=settings,
+        autoclean=False,
+        stream_pressure=woken,
+        conflicts_found=paused,
+    )
+    return paused.is_on()
+
+
+@pytest.mark.parametrize(("records", "priority"), [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
+def test_kopf_decides_the_same(records: dict[str, dict[str, Any]], priority: int) -> None:
+    body = peering(**records)
+    assert asyncio.run(kopf_pauses(body, priority)) is not standing({WHERE: body}, ME, priority, NOW).active
+
+
+def test_a_missing_peering_object_means_standing_by_with_the_fix() -> None:
+    verdict = standing({WHERE: None}, ME, 0, NOW)
+    assert not verdict.active
+    assert "does not exist" in verdict.reason and "chart" in verdict.reason
+
+
+def test_every_watched_namespace_must_let_this_replica_work() -> None:
+    clear, blocked = peering(), peering(b=record(10))
+    assert standing({"KopfPeering a/p": clear, "KopfPeering b/p": clear}, ME, 0, NOW).active
+    verdict = standing({"KopfPeering a/p": clear, "KopfPeering b/p": blocked}, ME, 0, NOW)
+    assert not verdict.active and "KopfPeering b/p" in verdict.reason and "b has a higher priority" in verdict.reason
+    assert not standing({}, ME, 0, NOW).active
+
+
+def test_the_same_priority_names_the_fix() -> None:
+    verdict = standing({WHERE: peering(b=record(0))}, ME, 0, NOW)
+    assert "same priority" in verdict.reason and "--priority" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [None, "garbage", {"priority": "high"}, {"priority": 1, "lifetime": None}, {"priority": 5, "lastseen": "yesterday"}],
+    ids=["null", "string", "priority not a number", "lifetime null", "lastseen unparsable"],
+)
+def test_odd_records_never_raise(bad: Any) -> None:
+    body = {"status": {"b": bad, "c": record(1)}}
+    parsed = peers_of(body, NOW)
+    assert "c" in {p.identity for p in parsed}
+    standing({WHERE: body}, ME, 0, NOW)  # no exception: a peer's garbage must not stop this replica
+
+
+def test_default_priorities_order_replicas_by_start_time_below_zero() -> None:
+    assert default_priority(1000.0) > default_priority(1000.001) > default_priority(2000.0)
+    assert default_priority(1.0) < 0
