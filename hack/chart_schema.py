@@ -108,6 +108,32 @@ class Crds(_Values):
     )
 
 
+class Peering(_Values):
+    enabled: bool = _doc(
+        False,
+        "Run the operator with kopf peering (`--peering`): replicas record themselves in a peering object and only "
+        "the oldest live one reconciles, autoscales and loads models; the others stand by and take over when it "
+        "stops (at once on a clean exit, after `lifetime` seconds on a crash). On by itself when `replicaCount` is "
+        "more than 1. With one replica it makes upgrades roll (the new pod waits behind the old one) instead of "
+        "recreating the pod.",
+    )
+    name: str = _doc(
+        "",
+        "The peering object's name: a ClusterKopfPeering, or a KopfPeering in each of `watchNamespaces`; the "
+        "chart creates it. Empty means the chart's full name.",
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        max_length=253,
+    )
+    lifetime: int = _doc(
+        60,
+        "Seconds a replica's peering record stays valid unrefreshed (`--peering-lifetime`): how long a standby "
+        "waits before taking over from a replica that died without saying so. Each replica refreshes its record "
+        "5-10 s before it expires (a write every `lifetime - 7` s or so).",
+        ge=10,
+        le=3600,
+    )
+
+
 class ServiceAccount(_Values):
     create: bool = _doc(True, "Create the operator's ServiceAccount.")
     name: str = _doc("", "The ServiceAccount's name. Empty means the chart's full name.")
@@ -167,11 +193,9 @@ class Values(_Values):
     fullnameOverride: str = _doc("", "Replaces the full name (`<release>-triton-operator`) of every object.")
     replicaCount: int = _doc(
         1,
-        "Operator replicas: 1, or 0 to stop the operator (the InferenceServices and their Triton fleets keep "
-        "running). More than one is refused: `triton-operator run` is a standalone kopf operator (no peering, no "
-        "leader election), and two of them would both reconcile and autoscale every InferenceService.",
+        "Operator replicas; 0 stops the operator (the InferenceServices and their Triton fleets keep running). "
+        "More than one turns on `peering`: one replica works, the others stand by to take over.",
         ge=0,
-        le=1,
     )
     image: Image = _doc(Image(), "The operator image.")
     imagePullSecrets: list[LocalObjectReference] = _doc(
@@ -202,6 +226,12 @@ class Values(_Values):
     metrics: Metrics = _doc(Metrics(), "Prometheus metrics of the operator (`triton_operator_*`).")
     serviceMonitor: ServiceMonitor = _doc(ServiceMonitor(), "A prometheus-operator ServiceMonitor.")
     crds: Crds = _doc(Crds(), "The InferenceService CustomResourceDefinition.")
+    peering: Peering = _doc(
+        Peering(),
+        "kopf peering, for more than one operator replica. The chart's `crds/` directory holds kopf's peering "
+        "CRDs (KopfPeering, ClusterKopfPeering), which Helm installs before anything else and never deletes: "
+        "every kopf-based operator in the cluster shares them.",
+    )
     serviceAccount: ServiceAccount = _doc(ServiceAccount(), "The operator's ServiceAccount.")
     rbac: Rbac = _doc(Rbac(), "The operator's RBAC.")
     resources: Resources = _doc(Resources(), "Resources of the operator container.")

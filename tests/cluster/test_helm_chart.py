@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ from triton_operator.resources.deployment import CONTAINER_NAME
 
 CRD_FILE = "inferenceservices.serving.triton-operator.dev.yaml"
 CRD_NAME = "inferenceservices.serving.triton-operator.dev"
+KOPF_CRDS = CHART / "crds" / "kopf-peering.yaml"
+KOPF_CRD_NAMES = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 SA_USER = f"system:serviceaccount:{OPERATOR_NS}:{RELEASE}"
 HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}
@@ -241,6 +244,38 @@ def check_scheduling(docs: list[dict[str, Any]]) -> None:
     assert (container["image"], container["imagePullPolicy"]) == (f"registry.example/triton-operator@sha256:{'a' * 64}", "Always")
 
 
+PEERING_RULES = {("kopf.dev", "clusterkopfpeerings", verb) for verb in ("list", "watch", "get", "patch")}
+
+
+def check_peering(docs: list[dict[str, Any]]) -> None:
+    (peering,) = find(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == RELEASE
+    deployment = find(docs, "Deployment")[0]["spec"]
+    assert deployment["replicas"] == 2
+    # a new pod waits behind the working one, which hands over when it exits: a rolling update is safe
+    assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert operator_container(docs)["args"][-2:] == [f"--peering={RELEASE}", "--peering-lifetime=60"]
+    assert granted(docs) - granted(VALUE_SETS_RENDERED["defaults"]) == PEERING_RULES
+    # get and patch only of its own peering object; list and watch cannot be narrowed by name for kopf's watch
+    (named,) = [r for r in find(docs, "ClusterRole")[0]["rules"] if r.get("resourceNames")]
+    assert (named["resourceNames"], named["verbs"]) == ([RELEASE], ["get", "patch"])
+
+
+def check_peering_namespaced(docs: list[dict[str, Any]]) -> None:
+    peerings = find(docs, "KopfPeering")
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings] == [("team-a", "ha"), ("team-b", "ha")]
+    assert not find(docs, "ClusterKopfPeering")
+    assert find(docs, "Deployment")[0]["spec"]["replicas"] == 1  # peering asked for with one replica: rolling upgrades
+    assert find(docs, "Deployment")[0]["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert operator_container(docs)["args"][-2:] == ["--peering=ha", "--peering-lifetime=15"]
+    for role in find(docs, "Role"):
+        assert {("kopf.dev", "kopfpeerings", v) for v in ("list", "watch", "get", "patch")} <= granted([role])
+    assert not {g for g in granted(find(docs, "ClusterRole")) if g[0] == "kopf.dev"}
+
+
+#: Rendered once per value set, for checks that compare with another set.
+VALUE_SETS_RENDERED: dict[str, list[dict[str, Any]]] = {}
+
 VALUE_SETS: dict[str, tuple[dict[str, Any], Callable[[list[dict[str, Any]]], None]]] = {
     "defaults": ({}, check_defaults),
     "watch-namespaces": ({"watchNamespaces": ["team-a", "team-b"]}, check_watch_namespaces),
@@ -248,16 +283,24 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], Callable[[list[dict[str, Any]]], Non
     "crds-not-kept": ({"crds": {"keep": False}}, check_crds_not_kept),
     "service-monitor": ({"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}, check_service_monitor),
     "scheduling": (SCHEDULING, check_scheduling),
+    "peering": ({"replicaCount": 2}, check_peering),
+    "peering-namespaced": (
+        {"peering": {"enabled": True, "name": "ha", "lifetime": 15}, "watchNamespaces": ["team-a", "team-b"]},
+        check_peering_namespaced,
+    ),
 }
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_a_value_set_renders_and_passes_a_server_dry_run(chart: Chart, name: str) -> None:
     values, check = VALUE_SETS[name]
+    VALUE_SETS_RENDERED.setdefault("defaults", chart.template({}))
     rendered = chart.render(values)
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     check(docs)
     assert_hardened(find(docs, "Deployment")[0]["spec"]["template"]["spec"])
+    if find(docs, "ClusterKopfPeering") or find(docs, "KopfPeering"):  # their kinds come from the chart's crds/
+        install_kopf_crds(chart)
     # The real API server validates every object (strict field validation: an unknown or mistyped field fails),
     # and PodSecurity in warn=restricted mode in the operator's namespace would warn about the pod template.
     applied = chart.kubectl("apply", "--dry-run=server", "-f", "-", input_text=rendered)
@@ -269,7 +312,9 @@ def test_a_value_set_renders_and_passes_a_server_dry_run(chart: Chart, name: str
     ("args", "message"),
     [
         (["--set", "replicaCount=two"], "at '/replicaCount': got string, want integer"),
-        (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+        (["--set", "replicaCount=-1"], "at '/replicaCount': minimum: got -1, want 0"),
+        (["--set", "peering.lifetime=5"], "at '/peering/lifetime': minimum: got 5, want 10"),
+        (["--set", "peering.name=HA_peers"], "at '/peering/name': 'HA_peers' does not match pattern"),
         (["--set", "replicas=1"], "additional properties 'replicas' not allowed"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"),
         (["--set", "image.tgs=1.0"], "at '/image': additional properties 'tgs' not allowed"),
@@ -281,7 +326,7 @@ def test_a_value_set_renders_and_passes_a_server_dry_run(chart: Chart, name: str
             "serviceMonitor.enabled needs metrics.service.enabled",
         ),
     ],
-    ids=["replicas-not-a-number", "two-replicas", "unknown-top-level-key", "bogus-pull-policy", "unknown-nested-key",
+    ids=["replicas-not-a-number", "negative-replicas", "peering-lifetime-too-short", "bad-peering-name", "unknown-top-level-key", "bogus-pull-policy", "unknown-nested-key",
          "bad-namespace-name", "interval-not-a-duration", "bogus-toleration", "monitor-without-service"],
 )
 def test_bad_values_are_refused_with_a_message_naming_the_value(chart: Chart, args: list[str], message: str) -> None:
@@ -291,7 +336,7 @@ def test_bad_values_are_refused_with_a_message_naming_the_value(chart: Chart, ar
 
 
 def test_helm_install_refuses_bad_values_before_touching_the_cluster(chart: Chart) -> None:
-    done = chart.helm("install", "refused", str(CHART), "-n", OPERATOR_NS, "--set", "replicaCount=3", check=False)
+    done = chart.helm("install", "refused", str(CHART), "-n", OPERATOR_NS, "--set", "peering.lifetime=1", check=False)
     assert "values don't meet the specifications of the schema" in done.stderr
     assert "refused" not in chart.helm("list", "-A", "-q").stdout
 
@@ -299,8 +344,16 @@ def test_helm_install_refuses_bad_values_before_touching_the_cluster(chart: Char
 # ---- install, upgrade, uninstall ---------------------------------------------------------------------------------
 
 
+def install_kopf_crds(chart: Chart) -> None:
+    """kopf's peering CRDs, as helm's crds/ step installs them before a release's templates."""
+    chart.kubectl("apply", "-f", str(KOPF_CRDS))
+    chart.kubectl("wait", "--for=condition=Established", *(f"crd/{name}" for name in KOPF_CRD_NAMES))
+
+
 def test_install_upgrade_and_uninstall_keeping_the_crd(chart: Chart, tmp_path: Path) -> None:
+    chart.kubectl("delete", "-f", str(KOPF_CRDS), "--ignore-not-found")
     chart.helm("install", RELEASE, str(CHART), "-n", OPERATOR_NS)
+    assert all(chart.exists("crd", name) for name in KOPF_CRD_NAMES)  # from the chart's crds/, before the templates
     deployment = chart.get("-n", OPERATOR_NS, "deployment", RELEASE)
     assert_hardened(deployment["spec"]["template"]["spec"])
     # The namespace enforces the restricted Pod Security Standard: the ReplicaSet's pod exists only if it complies.
@@ -328,6 +381,7 @@ def test_install_upgrade_and_uninstall_keeping_the_crd(chart: Chart, tmp_path: P
     done = chart.helm("uninstall", RELEASE, "-n", OPERATOR_NS)
     assert f"[CustomResourceDefinition] {CRD_NAME}" in done.stdout  # "These resources were kept due to the resource policy"
     assert chart.exists("crd", CRD_NAME)
+    assert all(chart.exists("crd", name) for name in KOPF_CRD_NAMES)  # Helm never deletes crds/: shared by kopf operators
     for kind in ("deployment", "serviceaccount", "service"):
         assert not chart.exists("-n", OPERATOR_NS, kind, RELEASE if kind != "service" else f"{RELEASE}-metrics")
     assert not chart.exists("clusterrole", RELEASE)
@@ -363,19 +417,19 @@ def admission_knows_the_kind(chart: Chart, kubeconfig: Path, namespace: str) -> 
 
 
 @contextlib.contextmanager
-def operator_running(chart: Chart, kubeconfig: Path, log: Path) -> Iterator[int]:
+def operator_running(chart: Chart, kubeconfig: Path, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """The command line of the installed Deployment's container, run on this machine with the token's kubeconfig
-    (the console script `triton-operator` from this venv: what the image must put on PATH). Yields the health port."""
+    (the console script `triton-operator` from this venv: what the image must put on PATH), plus ``extra`` flags
+    (later flags win). Yields the process."""
     container = chart.get("-n", OPERATOR_NS, "deployment", RELEASE)["spec"]["template"]["spec"]["containers"][0]
-    argv = [str(Path(sys.executable).parent / container["command"][0]), *container["args"], f"--kubeconfig={kubeconfig}"]
-    health_port = next(int(a.split("=")[1]) for a in argv if a.startswith("--health-port="))
+    argv = [str(Path(sys.executable).parent / container["command"][0]), *container["args"], f"--kubeconfig={kubeconfig}", *extra]
     namespace = next((a.split("=")[1] for a in argv if a.startswith("--namespace=")), "default")
     wait_for("admission to know InferenceServices", lambda: admission_knows_the_kind(chart, kubeconfig, namespace), timeout=40)
     with log.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for("the operator started", lambda: process.poll() is None and "triton-operator started" in log.read_text(), timeout=30)
-        yield health_port
+        yield process
     except AssertionError as failed:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise AssertionError(f"{failed}\n--- the operator's log ends:\n{tail}") from failed
@@ -386,6 +440,11 @@ def operator_running(chart: Chart, kubeconfig: Path, log: Path) -> Iterator[int]
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def flag(process: subprocess.Popen[bytes], name: str) -> int:
+    """The last value of an integer flag on the process's command line (later flags win, as argparse does)."""
+    return int([a.split("=", 1)[1] for a in map(str, process.args) if a.startswith(f"--{name}=")][-1])  # type: ignore[union-attr]
 
 
 def install_with_free_ports(chart: Chart, *values: str) -> None:
@@ -483,9 +542,9 @@ def test_rbac_cluster_wide_is_sufficient_and_every_rule_is_used(chart: Chart, ad
     kubeconfig = chart.token_kubeconfig(tmp_path / "kubeconfig")
     wait_rbac_in_effect(chart, kubeconfig, ("watch", "inferenceservices", "--all-namespaces"))
     kube = Kube(admin, chart.cluster, "apps")
-    with operator_running(chart, kubeconfig, tmp_path / "operator.log") as health_port:
+    with operator_running(chart, kubeconfig, tmp_path / "operator.log") as operator:
         # the chart's liveness and readiness probes ask exactly this (kopf serves it shortly after startup)
-        wait_for("kopf's /healthz", lambda: healthz(health_port) == 200, timeout=10)
+        wait_for("kopf's /healthz", lambda: healthz(flag(operator, "health-port")) == 200, timeout=10)
         kube.create(isvc_manifest("autoscaled", gpu={"count": 1}, autoscaling={"minReplicas": 2, "maxReplicas": 4}))
         kube.create(isvc_manifest("models", gpu={"count": 0}, replicas=2, models=[{"name": "resnet50"}], disruptionBudget={"maxUnavailable": 1}))
         kube.create(isvc_manifest("hpa", gpu={"count": 1}, autoscaling={"minReplicas": 1, "maxReplicas": 3, "engine": "HPA"}))
@@ -577,3 +636,75 @@ def test_rbac_for_listed_namespaces_reaches_nothing_else(chart: Chart, admin: k8
         ("get", "secrets", "-n", "team-a"),
     ):
         assert not chart.can_i(kubeconfig, *denied), denied
+
+
+# ---- more than one replica: kopf peering ---------------------------------------------------------------------------
+
+
+def metric(process: subprocess.Popen[bytes], name: str) -> float | None:
+    """The sum of a metric's samples on the process's /metrics, or None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{flag(process, 'metrics-port')}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((f"{name} ", f"{name}{{")))
+
+
+def working(process: subprocess.Popen[bytes]) -> bool:
+    return metric(process, "triton_operator_working") == 1.0
+
+
+def standing_by(log: Path) -> bool:
+    return "standing by" in log.read_text()
+
+
+def test_two_replicas_with_peering_one_works_and_the_other_takes_over(chart: Chart, admin: k8s.ApiClient, tmp_path: Path) -> None:
+    install_with_free_ports(chart, "--set", "replicaCount=2", "--set", "peering.lifetime=10")
+    kubeconfig = chart.token_kubeconfig(tmp_path / "kubeconfig")
+    wait_rbac_in_effect(chart, kubeconfig, ("patch", f"clusterkopfpeerings/{RELEASE}"), ("watch", "clusterkopfpeerings"))
+    start = len(chart.cluster.audit_log.read_text().splitlines())
+    kube = Kube(admin, chart.cluster, "apps")
+    ports = iter(free_ports(6))
+    logs = [tmp_path / f"{name}.log" for name in ("a", "b", "c")]
+
+    def run(log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        return operator_running(chart, kubeconfig, log, f"--metrics-port={next(ports)}", f"--health-port={next(ports)}")
+
+    with run(logs[0]) as a:
+        wait_for("the first replica to work", lambda: working(a), timeout=20)
+        with run(logs[1]) as b:
+            wait_for("the second replica to stand by", lambda: standing_by(logs[1]), timeout=20)
+            kube.create(isvc_manifest("ha", gpu={"count": 1}, replicas=2))
+            wait_phase(kube, "ha", "Ready", lambda _: kube.get(PDB, "ha"))
+            assert not working(b)
+            assert metric(b, "triton_operator_api_writes_total") == 0  # the standby wrote nothing of its own
+            assert metric(b, "triton_operator_inferenceservices") == 0  # nor kept a copy that would go stale
+
+            # A clean exit hands over at once: kopf removes the leaving replica's record.
+            a.send_signal(signal.SIGTERM)
+            a.wait(timeout=15)
+            left = time.monotonic()
+            wait_for("the standby to work", lambda: working(b), timeout=15)
+            handover = time.monotonic() - left
+            kube.delete(SERVICE, "ha")
+            wait_for("the Service repaired by the new worker", lambda: kube.get(SERVICE, "ha"), timeout=30)
+
+            # A crash: the younger replica waits until the dead one's record expires (peering.lifetime), then works.
+            with run(logs[2]) as c:
+                wait_for("the third replica to stand by", lambda: standing_by(logs[2]), timeout=20)
+                b.kill()
+                b.wait()
+                crashed = time.monotonic()
+                wait_for("the third replica to take over", lambda: working(c), timeout=30)
+                takeover = time.monotonic() - crashed
+                kube.delete(DEPLOYMENT, "ha")
+                wait_for("the Deployment repaired after the takeover", lambda: kube.get(DEPLOYMENT, "ha"), timeout=30)
+                wait_phase(kube, "ha", "Ready")
+    print(f"\n[cluster tier] peering: clean handover {handover:.1f} s; takeover after a crash {takeover:.1f} s (lifetime 10 s)")
+
+    entries = the_operators(service_account_requests(chart, start))
+    assert refusals(entries) == []
+    used = exercised(entries)
+    assert used >= PEERING_RULES, "the peering rules are each needed"
+    assert used <= granted(chart.template({"replicaCount": 2}))

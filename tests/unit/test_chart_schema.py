@@ -50,7 +50,7 @@ def test_schema_refuses_unknown_keys_at_every_level() -> None:
     schema = chart_schema.json_schema()
     blocks = [schema, *schema["$defs"].values()]
     assert all(block.get("additionalProperties") is False for block in blocks), "a typo in a key must fail"
-    assert schema["properties"]["replicaCount"]["maximum"] == 1
+    assert schema["properties"]["replicaCount"]["minimum"] == 0
 
 
 def test_chart_crd_copy_equals_the_generated_crd() -> None:

@@ -93,20 +93,24 @@ def test_kopf_decides_the_same(records: dict[str, dict[str, Any]], priority: int
 def test_a_missing_peering_object_means_standing_by_with_the_fix() -> None:
     verdict = standing({WHERE: None}, ME, 0, NOW)
     assert not verdict.active
-    assert "does not exist" in verdict.reason and "chart" in verdict.reason
+    assert "does not exist" in verdict.reason
+    assert "chart" in verdict.reason
 
 
 def test_every_watched_namespace_must_let_this_replica_work() -> None:
     clear, blocked = peering(), peering(b=record(10))
     assert standing({"KopfPeering a/p": clear, "KopfPeering b/p": clear}, ME, 0, NOW).active
     verdict = standing({"KopfPeering a/p": clear, "KopfPeering b/p": blocked}, ME, 0, NOW)
-    assert not verdict.active and "KopfPeering b/p" in verdict.reason and "b has a higher priority" in verdict.reason
+    assert not verdict.active
+    assert "KopfPeering b/p" in verdict.reason
+    assert "b has a higher priority" in verdict.reason
     assert not standing({}, ME, 0, NOW).active
 
 
 def test_the_same_priority_names_the_fix() -> None:
     verdict = standing({WHERE: peering(b=record(0))}, ME, 0, NOW)
-    assert "same priority" in verdict.reason and "--priority" in verdict.reason
+    assert "same priority" in verdict.reason
+    assert "--priority" in verdict.reason
 
 
 @pytest.mark.parametrize(
@@ -124,3 +128,62 @@ def test_odd_records_never_raise(bad: Any) -> None:
 def test_default_priorities_order_replicas_by_start_time_below_zero() -> None:
     assert default_priority(1000.0) > default_priority(1000.001) > default_priority(2000.0)
     assert default_priority(1.0) < 0
+
+
+class FakePeeringApi:
+    """The peering objects as the API server would return them; None is a 404."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str | None, dict[str, Any] | None] = {}
+        self.fail: Exception | None = None
+
+    async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        if self.fail is not None:
+            raise self.fail
+        return self.objects.get(namespace)
+
+
+def live(priority: int) -> dict[str, Any]:
+    return {"priority": priority, "lifetime": 60, "lastseen": dt.datetime.now(dt.UTC).isoformat()}
+
+
+def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
+    from triton_operator.controller import Controller
+    from triton_operator.peering import Peering, PeeringGate
+
+    async def scenario() -> None:
+        api = FakePeeringApi()
+        controller = Controller(kube=None)  # type: ignore[arg-type]  (no service, so no API call)
+        gate = PeeringGate(api, controller, Peering("p", (), ME, 5))
+
+        api.objects[None] = None  # the object is missing: stand by, and say how to fix it
+        assert not (await gate.check()).active
+        assert not controller.working
+
+        api.objects[None] = peering(b=live(9))  # a higher peer works
+        assert "standing by" in (await gate.check()).reason
+        assert not controller.working
+        # kopf's watches are paused now, but an event may already be in flight: it is kept, not reconciled
+        controller.on_service_event("ADDED", {"metadata": {"namespace": "a", "name": "x", "resourceVersion": "1"}})
+        assert len(controller.queue) == 1
+        assert controller.working is False
+
+        api.objects[None] = peering(b=live(1))  # the peer is outranked now: work, starting with what was seen
+        assert (await gate.check()).active
+        assert controller.working
+        kept = controller.store
+
+        api.fail = ConnectionError("apiserver away")  # unreadable: the standing holds
+        with pytest.raises(ConnectionError):
+            await gate.check()
+        assert controller.working
+        api.fail = None
+
+        api.objects[None] = peering(b=live(5))  # the same priority: kopf pauses both, so this replica stops
+        assert not (await gate.check()).active
+        assert not controller.working
+        assert controller.store is not kept
+        assert not controller.store.services
+        await controller.stop()
+
+    asyncio.run(scenario())

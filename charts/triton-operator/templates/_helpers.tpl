@@ -131,3 +131,29 @@ a Role per namespace otherwise.
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 {{- end }}
+
+{{/* "true" when the operator runs with kopf peering: asked for, or needed by more than one replica. */}}
+{{- define "triton-operator.peering" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/* The peering object's name. */}}
+{{- define "triton-operator.peeringName" -}}
+{{- default (include "triton-operator.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/*
+With peering, kopf lists and watches the peering objects of its kind (ClusterKopfPeering cluster-wide, KopfPeering
+in each served namespace) and patches its own record into the status of the one it was named; the operator reads
+that one every second to know whether this replica works or stands by.
+*/}}
+{{- define "triton-operator.peeringRules" -}}
+{{- $kind := ternary "kopfpeerings" "clusterkopfpeerings" (gt (len .Values.watchNamespaces) 0) }}
+- apiGroups: [kopf.dev]
+  resources: [{{ $kind }}]
+  verbs: [list, watch]
+- apiGroups: [kopf.dev]
+  resources: [{{ $kind }}]
+  resourceNames: [{{ include "triton-operator.peeringName" . | quote }}]
+  verbs: [get, patch]
+{{- end }}
