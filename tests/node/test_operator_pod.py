@@ -99,15 +99,10 @@ def wait_ready(kube: Kube, chart: Chart, name: str, timeout: float = 180) -> Non
         raise AssertionError(f"{name} not Ready: {done.stderr}\nstatus: {kube.status(name)}\noperator log:\n{log}")
 
 
-def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(
-    kube: Kube,
-    chart: Chart,
-    operator_image_name: str,
-    triton_image_name: str,
-    session_operator_stopped: None,
-) -> None:
+def chart_values(kube: Kube, operator_image_name: str, triton_image_name: str) -> list[str]:
+    """The chart's values on the real node: the locally built images, the test's namespace, the real node."""
     repository, tag = operator_image_name.rsplit(":", 1)
-    values = [
+    return [
         *("--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never"),
         *("--set", f"defaultTritonImage={triton_image_name}", "--set", f"watchNamespaces={{{kube.namespace}}}"),
         *("--set-string", f"nodeSelector.{rn.REAL_NODE_LABEL[0].replace('.', chr(92) + '.')}={rn.REAL_NODE_LABEL[1]}"),
@@ -115,6 +110,16 @@ def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(
         # crds.install).
         *("--set", "crds.install=false"),
     ]
+
+
+def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(
+    kube: Kube,
+    chart: Chart,
+    operator_image_name: str,
+    triton_image_name: str,
+    session_operator_stopped: None,
+) -> None:
+    values = chart_values(kube, operator_image_name, triton_image_name)
     try:
         started = time.monotonic()
         installed = chart.helm("install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", *values, "--wait", "--timeout=3m")
@@ -175,6 +180,85 @@ def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(
         assert infer_identity(service_ip, "grpc", (3.0,)) == [3.0]
         assert infer_identity(service_ip, "http", (4.0,)) == [4.0]
         print(f"\n[node tier] helm install --wait (operator pod Ready) {install_seconds:.1f} s; quickstart apply -> Ready {ready_seconds:.1f} s")
+    finally:
+        chart.helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found", "--wait", check=False)
+        chart.kubectl("delete", "namespace", OPERATOR_NS, "--wait=false", "--ignore-not-found", check=False)
+
+
+def metrics_of(pod: dict[str, Any]) -> dict[str, float]:
+    """The operator pod's own metrics (its pod IP, port 8080), summed per metric name; empty while it does not
+    answer."""
+    text = http_text(f"http://{pod['status']['podIP']}:8080/metrics") or ""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("{", 1)[0].split(" ", 1)[0], float(line.rsplit(" ", 1)[1])
+            samples[name] = samples.get(name, 0.0) + value
+    return samples
+
+
+def ready_operator_pods(chart: Chart, count: int) -> list[dict[str, Any]]:
+    def probe() -> list[dict[str, Any]] | None:
+        pods = operator_pods(chart)
+        ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        return ready if len(ready) == count == len(pods) else None
+
+    return wait_for(f"{count} operator pods Ready", probe, timeout=120)
+
+
+def the_working_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The one pod that says it works while every other says it stands by; None until that holds."""
+    metrics = [metrics_of(p) for p in pods]
+    if any("triton_operator_working" not in m for m in metrics):
+        return None
+    working = [p for p, m in zip(pods, metrics, strict=True) if m["triton_operator_working"] == 1.0]
+    return working[0] if len(working) == 1 else None
+
+
+def test_two_operator_pods_one_works_and_the_standby_takes_over(
+    kube: Kube,
+    chart: Chart,
+    operator_image_name: str,
+    triton_image_name: str,
+    session_operator_stopped: None,
+) -> None:
+    values = [*chart_values(kube, operator_image_name, triton_image_name), "--set", "replicaCount=2"]
+    wait_for("no operator namespace left terminating", lambda: not chart.exists("namespace", OPERATOR_NS), timeout=120)
+    try:
+        chart.helm("install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", *values, "--wait", "--timeout=3m")
+        pods = ready_operator_pods(chart, 2)
+        assert {p["spec"]["nodeName"] for p in pods} == {rn.REAL_NODE_NAME}
+        worker = wait_for("exactly one operator pod working", lambda: the_working_pod(pods), timeout=30)
+        (standby,) = [p for p in pods if p["metadata"]["uid"] != worker["metadata"]["uid"]]
+        # the oldest pod works (a tie in creation seconds leaves either)
+        assert worker["metadata"]["creationTimestamp"] <= standby["metadata"]["creationTimestamp"]
+
+        kube.kubectl("apply", "-f", str(REPO / "examples" / "quickstart.yaml"))
+        wait_ready(kube, chart, "quickstart")
+        service_ip = (kube.get(SERVICE, "quickstart") or {})["spec"]["clusterIP"]
+        assert infer_identity_once_routed(service_ip, "http", (1.0,)) == [1.0]
+        quiet = metrics_of(standby)
+        assert quiet.get("triton_operator_api_writes_total", 0.0) == 0.0  # the standby wrote nothing of its own
+        assert quiet["triton_operator_inferenceservices"] == 0.0
+
+        # The working pod goes (a node drain, a rollout, a deleted pod): the standby takes over when it exits.
+        chart.kubectl("-n", OPERATOR_NS, "delete", "pod", worker["metadata"]["name"], "--wait=false")
+        deleted = time.monotonic()
+        wait_for("the standby to work", lambda: metrics_of(standby).get("triton_operator_working") == 1.0, timeout=60)
+        handover = time.monotonic() - deleted
+        kube.delete(SERVICE, "quickstart")
+        wait_for("the Service repaired by the new worker", lambda: kube.get(SERVICE, "quickstart"), timeout=60)
+        wait_ready(kube, chart, "quickstart")
+
+        # The Deployment's replacement pod is the younger one: it stands by.
+        pods = ready_operator_pods(chart, 2)
+        (replacement,) = [p for p in pods if p["metadata"]["uid"] != standby["metadata"]["uid"]]
+        assert wait_for("one worker again", lambda: the_working_pod(pods), timeout=30)["metadata"]["uid"] == standby["metadata"]["uid"]
+        assert metrics_of(replacement)["triton_operator_working"] == 0.0
+        service_ip = (kube.get(SERVICE, "quickstart") or {})["spec"]["clusterIP"]
+        wait_for("the repaired Service to route", lambda: http_text(f"http://{service_ip}:8000/v2/health/live") is not None, timeout=30)
+        assert infer_identity(service_ip, "http", (2.0,)) == [2.0]
+        print(f"\n[node tier] two operator pods: the standby worked {handover:.1f} s after the working pod was deleted")
     finally:
         chart.helm("uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found", "--wait", check=False)
         chart.kubectl("delete", "namespace", OPERATOR_NS, "--wait=false", "--ignore-not-found", check=False)
