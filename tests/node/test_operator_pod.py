@@ -99,8 +99,10 @@ def wait_ready(kube: Kube, chart: Chart, name: str, timeout: float = 180) -> Non
         raise AssertionError(f"{name} not Ready: {done.stderr}\nstatus: {kube.status(name)}\noperator log:\n{log}")
 
 
-def chart_values(kube: Kube, operator_image_name: str, triton_image_name: str) -> list[str]:
-    """The chart's values on the real node: the locally built images, the test's namespace, the real node."""
+@pytest.fixture
+def chart_values(kube: Kube, operator_image_name: str, triton_image_name: str, session_operator_stopped: None) -> list[str]:
+    """The chart's values on the real node: the locally built images, the test's namespace, the real node (with
+    the session's operator stopped meanwhile)."""
     repository, tag = operator_image_name.rsplit(":", 1)
     return [
         *("--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never"),
@@ -112,14 +114,8 @@ def chart_values(kube: Kube, operator_image_name: str, triton_image_name: str) -
     ]
 
 
-def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(
-    kube: Kube,
-    chart: Chart,
-    operator_image_name: str,
-    triton_image_name: str,
-    session_operator_stopped: None,
-) -> None:
-    values = chart_values(kube, operator_image_name, triton_image_name)
+def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(kube: Kube, chart: Chart, chart_values: list[str], operator_image_name: str) -> None:
+    values = chart_values
     try:
         started = time.monotonic()
         installed = chart.helm("install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", *values, "--wait", "--timeout=3m")
@@ -215,14 +211,8 @@ def the_working_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return working[0] if len(working) == 1 else None
 
 
-def test_two_operator_pods_one_works_and_the_standby_takes_over(
-    kube: Kube,
-    chart: Chart,
-    operator_image_name: str,
-    triton_image_name: str,
-    session_operator_stopped: None,
-) -> None:
-    values = [*chart_values(kube, operator_image_name, triton_image_name), "--set", "replicaCount=2"]
+def test_two_operator_pods_one_works_and_the_standby_takes_over(kube: Kube, chart: Chart, chart_values: list[str]) -> None:
+    values = [*chart_values, "--set", "replicaCount=2"]
     wait_for("no operator namespace left terminating", lambda: not chart.exists("namespace", OPERATOR_NS), timeout=120)
     try:
         chart.helm("install", RELEASE, str(CHART), "-n", OPERATOR_NS, "--create-namespace", *values, "--wait", "--timeout=3m")
