@@ -236,10 +236,10 @@ def b3(cluster: LocalCluster, pid: int, idle_seconds: float) -> dict[str, float]
     }
 
 
-def add_bench_nodes(bench: Bench, count: int) -> None:
+def add_bench_nodes(core: k8s.CoreV1Api, count: int) -> None:
     """kwok nodes for the benchmark's CPU pods; kwok gives them room for a million pods."""
     for i in range(count):
-        bench.core.create_node(
+        core.create_node(
             {
                 "metadata": {
                     "name": f"bench-{i}",
@@ -276,7 +276,7 @@ def run(cluster: LocalCluster, operator: OperatorProcess, args: argparse.Namespa
         core.create_namespace({"metadata": {"name": namespace}})
     bench = Bench(cluster, "bench")
     baseline = Bench(cluster, "baseline")
-    add_bench_nodes(bench, 4)
+    add_bench_nodes(bench.core, 4)
     try:
         say(f"B1 with 0 others: {args.samples} sequential applies")
         alone = b1(bench, "solo", args.samples)

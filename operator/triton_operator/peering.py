@@ -58,13 +58,17 @@ class PeeringGate:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
+        said = ""  # the last problem logged: an API server that stays away is said once, not every second
         while True:
             try:
                 await self.check()
+                said = ""
             except asyncio.CancelledError:
                 raise
             except Exception as problem:  # the API server may be away; the standing holds until it answers
-                log.warning("cannot read the peering objects (%s); standing unchanged: %s", problem, self.standing.reason)
+                if str(problem) != said:
+                    log.warning("cannot read the peering objects (%s); standing unchanged: %s", problem, self.standing.reason)
+                    said = str(problem)
             await asyncio.sleep(self.interval)
 
     async def _read(self) -> dict[str, dict[str, Any] | None]:

@@ -21,20 +21,30 @@ from kopf._core.engines import peering as kopf_peering
 from triton_operator.policy.peering import default_priority, peers_of, standing
 
 ME = "triton-operator@pod-a.1"
-NOW = dt.datetime.now(dt.UTC)
 WHERE = "ClusterKopfPeering triton-operator"
 
 
-def seen(seconds_ago: float) -> str:
-    return (NOW - dt.timedelta(seconds=seconds_ago)).isoformat()
-
-
 def record(priority: int, seconds_ago: float = 1, lifetime: int = 60) -> dict[str, Any]:
-    return {"priority": priority, "lifetime": lifetime, "lastseen": seen(seconds_ago)}
+    """A peer's record, last seen ``seconds_ago`` before the moment ``peering`` makes the object."""
+    return {"priority": priority, "lifetime": lifetime, "ago": seconds_ago}
 
 
-def peering(**records: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "triton-operator"}, "status": records}
+def peering(records: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
+    """The peering object holding these records, their ages counted back from ``at``. Made when a test runs, not
+    when the module is collected: kopf measures a record's age against the clock."""
+    status = {}
+    for identity, fields in records.items():
+        aged = isinstance(fields, dict) and "ago" in fields
+        status[identity] = (
+            {**{k: v for k, v in fields.items() if k != "ago"}, "lastseen": (at - dt.timedelta(seconds=fields["ago"])).isoformat()}
+            if aged
+            else fields
+        )
+    return {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "triton-operator"}, "status": status}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 #: (case, status records of the peering object, this replica's priority, works?)
@@ -59,7 +69,8 @@ CASES: list[tuple[str, dict[str, dict[str, Any]], int, bool]] = [
 
 @pytest.mark.parametrize(("records", "priority", "works"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_standing(records: dict[str, dict[str, Any]], priority: int, works: bool) -> None:
-    verdict = standing({WHERE: peering(**records)}, ME, priority, NOW)
+    at = now()
+    verdict = standing({WHERE: peering(records, at)}, ME, priority, at)
     assert verdict.active is works, verdict.reason
 
 
@@ -86,29 +97,30 @@ async def kopf_pauses(body: dict[str, Any], priority: int) -> bool:
 
 @pytest.mark.parametrize(("records", "priority"), [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
 def test_kopf_decides_the_same(records: dict[str, dict[str, Any]], priority: int) -> None:
-    body = peering(**records)
-    assert asyncio.run(kopf_pauses(body, priority)) is not standing({WHERE: body}, ME, priority, NOW).active
+    at = now()
+    body = peering(records, at)
+    assert asyncio.run(kopf_pauses(body, priority)) is not standing({WHERE: body}, ME, priority, at).active
 
 
 def test_a_missing_peering_object_means_standing_by_with_the_fix() -> None:
-    verdict = standing({WHERE: None}, ME, 0, NOW)
+    verdict = standing({WHERE: None}, ME, 0, now())
     assert not verdict.active
     assert "does not exist" in verdict.reason
     assert "chart" in verdict.reason
 
 
 def test_every_watched_namespace_must_let_this_replica_work() -> None:
-    clear, blocked = peering(), peering(b=record(10))
-    assert standing({"KopfPeering a/p": clear, "KopfPeering b/p": clear}, ME, 0, NOW).active
-    verdict = standing({"KopfPeering a/p": clear, "KopfPeering b/p": blocked}, ME, 0, NOW)
+    clear, blocked = peering({}, now()), peering({"b": record(10)}, now())
+    assert standing({"KopfPeering a/p": clear, "KopfPeering b/p": clear}, ME, 0, now()).active
+    verdict = standing({"KopfPeering a/p": clear, "KopfPeering b/p": blocked}, ME, 0, now())
     assert not verdict.active
     assert "KopfPeering b/p" in verdict.reason
     assert "b has a higher priority" in verdict.reason
-    assert not standing({}, ME, 0, NOW).active
+    assert not standing({}, ME, 0, now()).active
 
 
 def test_the_same_priority_names_the_fix() -> None:
-    verdict = standing({WHERE: peering(b=record(0))}, ME, 0, NOW)
+    verdict = standing({WHERE: peering({"b": record(0)}, now())}, ME, 0, now())
     assert "same priority" in verdict.reason
     assert "--priority" in verdict.reason
 
@@ -119,10 +131,10 @@ def test_the_same_priority_names_the_fix() -> None:
     ids=["null", "string", "priority not a number", "lifetime null", "lastseen unparsable"],
 )
 def test_odd_records_never_raise(bad: Any) -> None:
-    body = {"status": {"b": bad, "c": record(1)}}
-    parsed = peers_of(body, NOW)
+    body = peering({"b": bad, "c": record(1)}, now())
+    parsed = peers_of(body, now())
     assert "c" in {p.identity for p in parsed}
-    standing({WHERE: body}, ME, 0, NOW)  # no exception: a peer's garbage must not stop this replica
+    standing({WHERE: body}, ME, 0, now())  # no exception: a peer's garbage must not stop this replica
 
 
 def test_default_priorities_order_replicas_by_start_time_below_zero() -> None:
@@ -143,10 +155,6 @@ class FakePeeringApi:
         return self.objects.get(namespace)
 
 
-def live(priority: int) -> dict[str, Any]:
-    return {"priority": priority, "lifetime": 60, "lastseen": dt.datetime.now(dt.UTC).isoformat()}
-
-
 def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
     from triton_operator.controller import Controller
     from triton_operator.peering import Peering, PeeringGate
@@ -160,7 +168,7 @@ def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
         assert not (await gate.check()).active
         assert not controller.working
 
-        api.objects[None] = peering(b=live(9))  # a higher peer works
+        api.objects[None] = peering({"b": record(9)}, now())  # a higher peer works
         assert "standing by" in (await gate.check()).reason
         assert not controller.working
         # kopf's watches are paused now, but an event may already be in flight: it is kept, not reconciled
@@ -168,7 +176,7 @@ def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
         assert len(controller.queue) == 1
         assert controller.working is False
 
-        api.objects[None] = peering(b=live(1))  # the peer is outranked now: work, starting with what was seen
+        api.objects[None] = peering({"b": record(1)}, now())  # the peer is outranked now: work, starting with what was seen
         assert (await gate.check()).active
         assert controller.working
         kept = controller.store
@@ -179,7 +187,7 @@ def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
         assert controller.working
         api.fail = None
 
-        api.objects[None] = peering(b=live(5))  # the same priority: kopf pauses both, so this replica stops
+        api.objects[None] = peering({"b": record(5)}, now())  # the same priority: kopf pauses both, so this replica stops
         assert not (await gate.check()).active
         assert not controller.working
         assert controller.store is not kept

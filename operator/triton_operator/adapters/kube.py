@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError
 from prometheus_client import Counter
 
 from triton_operator.api.v1alpha1 import API_VERSION, KIND
@@ -55,7 +56,7 @@ def load_kube_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
 
 
 #: kopf's peering objects (ClusterKopfPeering, KopfPeering).
-PEERING_API_VERSION = "kopf.dev/v1"
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 
 #: The field manager of replica counts the built-in autoscaler writes.
 AUTOSCALER_FIELD_MANAGER = "triton-operator-autoscaler"
@@ -70,6 +71,7 @@ class KubeAdapter:
         api_client.rest_client = type(api_client.rest_client)(api_client.configuration)
         self._dynamic = DynamicClient(api_client)
         self._core = k8s_client.CoreV1Api(api_client)
+        self._custom = k8s_client.CustomObjectsApi(api_client)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kube")
         self._resources: dict[tuple[str, str], Any] = {}
 
@@ -156,13 +158,19 @@ class KubeAdapter:
 
     async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
         """kopf's peering object: the ClusterKopfPeering ``name`` (namespace None) or the KopfPeering ``name`` in the
-        namespace; None when it does not exist."""
-        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        namespace; None when it, or kopf's CRD, does not exist. Read by path, without discovery: a missing CRD must
+        not make every read refresh the dynamic client's discovery cache, which the reconciler shares."""
+        found: object  # the client's stubs say object; it returns the parsed JSON
         try:
-            found = await self._run(self._dynamic.get, self._resource(PEERING_API_VERSION, kind), name=name, namespace=namespace, serializer=_plain)
-        except (NotFoundError, ResourceNotFoundError):  # the object, or kopf's CRD, is not there
-            return None
-        return dict(found)
+            if namespace is None:
+                found = await self._run(self._custom.get_cluster_custom_object, PEERING_GROUP, PEERING_VERSION, "clusterkopfpeerings", name)
+            else:
+                found = await self._run(self._custom.get_namespaced_custom_object, PEERING_GROUP, PEERING_VERSION, namespace, "kopfpeerings", name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found if isinstance(found, dict) else None
 
     async def read_previous_log(self, namespace: str, pod: str, container: str, tail_lines: int = 400) -> str:
         """The end of the log of a container's previous run (the one that exited)."""
