@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         api_concurrency=args.api_concurrency,
         autoscale_interval=args.autoscale_interval,
         defaults=OperatorDefaults(triton_image=args.default_triton_image),
+        namespaces=tuple(args.namespace or ()),
         peering=Peering(args.peering, tuple(args.namespace or ()), identity, priority) if args.peering else None,
         peering_lifetime=args.peering_lifetime,
     )

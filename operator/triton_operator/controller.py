@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from triton_operator.api.v1alpha1 import API_VERSION, KIND
 from triton_operator.autoscaler import DEFAULT_INTERVAL_SECONDS, Autoscaler, ScaleApi
 from triton_operator.model_control import ModelControl
 from triton_operator.reconciler import Kube, Reconciler, RetryLater, now_rfc3339
-from triton_operator.resources.children import ChildKind
-from triton_operator.resources.meta import DEFAULTS, OperatorDefaults
+from triton_operator.resources.children import CHILD_KINDS, ChildKind
+from triton_operator.resources.meta import DEFAULTS, MANAGED_BY, OperatorDefaults
 from triton_operator.store import Key, Store, key_of, owner_key
 from triton_operator.workqueue import WorkQueue
 
@@ -34,8 +36,21 @@ SERVICES = Gauge("triton_operator_inferenceservices", "InferenceServices the ope
 WORKING = Gauge("triton_operator_working", "1 while this replica reconciles and autoscales; 0 while it stands by for a peer.")
 
 
-class OperatorApi(Kube, ScaleApi, Protocol):
-    """Every API call the operator makes: the reconciler's and the autoscaler's."""
+class ListApi(Protocol):
+    async def list_objects(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class OperatorApi(Kube, ScaleApi, ListApi, Protocol):
+    """Every API call the operator makes: the reconciler's, the autoscaler's and the sync's."""
+
+
+#: What the sync lists: (apiVersion, kind, label selector), the same objects the kopf handlers watch.
+_MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+SYNCED = (
+    (API_VERSION, KIND, None),
+    *((kind.api_version, kind.kind, _MANAGED_SELECTOR) for kind in CHILD_KINDS),
+    ("v1", "Pod", _MANAGED_SELECTOR),
+)
 
 
 class Controller:
@@ -47,8 +62,10 @@ class Controller:
         workers: int = 8,
         defaults: OperatorDefaults = DEFAULTS,
         autoscale_interval: float = DEFAULT_INTERVAL_SECONDS,
+        namespaces: Sequence[str] = (),
     ) -> None:
         self._kube = kube
+        self._namespaces = namespaces
         self._defaults = defaults
         self._autoscale_interval = autoscale_interval
         self._worker_count = workers
@@ -96,16 +113,46 @@ class Controller:
 
     # ---- workers ----
 
-    def start(self) -> None:
-        """Start working: the reconcile workers and the autoscaler; every service already seen is reconciled."""
+    async def start(self) -> None:
+        """Start working: list everything the watches cover, then start the reconcile workers and the autoscaler;
+        every service known is reconciled. Raises when the lists fail (the caller tries again).
+
+        The lists make the first reconciles see whole services: the watches deliver each kind on its own, so an
+        InferenceService could otherwise be reconciled before its pods arrive, and its status written wrongly
+        (no pod ready) and then rightly again, after every restart or takeover."""
         if self.working:
             return
+        await self._sync()
         self.working = True
         WORKING.set(1)
         for key in list(self.store.services):
             self.queue.add(key)
         self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self._worker_count)]
         self.autoscaler.start()
+
+    async def start_when_synced(self, retry_seconds: float = 2.0) -> None:
+        """``start``, tried again until the lists succeed (the API server away, a permission missing)."""
+        said = ""
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as problem:
+                if str(problem) != said:
+                    log.warning("cannot list what the operator watches (%s); trying again every %.0f s", problem, retry_seconds)
+                    said = str(problem)
+                await asyncio.sleep(retry_seconds)
+
+    async def _sync(self) -> None:
+        started = time.perf_counter()
+        self.store.dropped = set()
+        try:
+            for api_version, kind, selector in SYNCED:
+                for namespace in self._namespaces or (None,):
+                    self.store.fill(kind, await self._kube.list_objects(api_version, kind, namespace, selector))
+        finally:
+            self.store.dropped = None
+        log.info("listed %d InferenceServices and their children and pods in %.2f s", len(self.store.services), time.perf_counter() - started)
 
     async def stop(self, *, forget: bool = False) -> None:
         """Stop working: no reconcile, scaling or model load runs after this returns. With ``forget``, also drop

@@ -85,7 +85,7 @@ class PeeringGate:
             log.info("%s (identity %s, priority %d)", now.reason, self.peering.identity, self.peering.priority)
         self.standing = now
         if now.active and not self.controller.working:
-            self.controller.start()
+            await self.controller.start()
         elif not now.active and self.controller.working:
             await self.controller.stop(forget=True)
         return now

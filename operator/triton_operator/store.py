@@ -11,7 +11,7 @@ from typing import Any
 
 from triton_operator.api.v1alpha1 import KIND, InferenceService
 from triton_operator.policy.observations import DeploymentObservation, PodObservation
-from triton_operator.resources.children import DEPLOYMENT, ChildKind
+from triton_operator.resources.children import CHILD_KINDS, DEPLOYMENT, ChildKind
 from triton_operator.resources.meta import INSTANCE_LABEL
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceService
@@ -96,6 +96,9 @@ class Store:
     pods: dict[Key, dict[str, PodObservation]] = field(default_factory=dict)
     applied: dict[Key, dict[ChildKind, AppliedRecord]] = field(default_factory=dict)
     parsed: dict[Key, tuple[str, InferenceService]] = field(default_factory=dict)
+    # While a sync lists everything: what the watches reported deleted meanwhile (a list taken before the deletion
+    # must not bring it back). None outside a sync.
+    dropped: set[tuple[str, Key, str]] | None = None
 
     def put_service(self, body: dict[str, Any]) -> Key:
         """Keep an InferenceService without its managedFields: reconciles never read them, and they are often
@@ -111,6 +114,7 @@ class Store:
 
     def drop_service(self, key: Key) -> None:
         """The InferenceService is gone; garbage collection removes its children."""
+        self._note_drop(KIND, key)
         self.services.pop(key, None)
         self.applied.pop(key, None)
         self.parsed.pop(key, None)
@@ -140,6 +144,7 @@ class Store:
 
     def drop_child(self, kind: ChildKind, body: dict[str, Any]) -> None:
         key = key_of(body)
+        self._note_drop(kind.kind, key)
         current = self.children.get(kind, {}).get(key)
         if current and current.uid == (body.get("metadata") or {}).get("uid"):
             del self.children[kind][key]
@@ -153,9 +158,36 @@ class Store:
 
     def drop_pod(self, owner: Key, body: dict[str, Any]) -> None:
         pods = self.pods.get(owner, {})
-        pods.pop((body.get("metadata") or {}).get("name", ""), None)
+        name = (body.get("metadata") or {}).get("name", "")
+        self._note_drop("Pod", owner, name)
+        pods.pop(name, None)
         if not pods:
             self.pods.pop(owner, None)
+
+    # ---- the sync: a list of everything, merged with what the watches deliver meanwhile ----
+
+    def _note_drop(self, kind: str, key: Key, name: str = "") -> None:
+        if self.dropped is not None:
+            self.dropped.add((kind, key, name))
+
+    def fill(self, kind: str, bodies: list[dict[str, Any]]) -> None:
+        """Add the listed objects of a kind (``KIND``, a child kind's name, or ``Pod``) that the watches have not
+        delivered yet. What the watches delivered is as new or newer, and what they reported deleted since the sync
+        began stays deleted."""
+        dropped = self.dropped or set()
+        for body in bodies:
+            key = key_of(body)
+            if kind == KIND:
+                if key not in self.services and (kind, key, "") not in dropped:
+                    self.put_service(body)
+            elif kind == "Pod":
+                owner = owner_key(body)
+                if owner is not None and key[1] not in self.pods.get(owner, {}) and (kind, owner, key[1]) not in dropped:
+                    self.put_pod(owner, body)
+            else:
+                child_kind = next(k for k in CHILD_KINDS if k.kind == kind)
+                if key not in self.children.get(child_kind, {}) and (kind, key, "") not in dropped:
+                    self.put_child(child_kind, body)
 
     def pods_of(self, key: Key) -> list[PodObservation]:
         return list(self.pods.get(key, {}).values())

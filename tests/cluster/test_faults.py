@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,8 @@ def test_a_restart_with_nothing_to_do_writes_no_status(kube: Kube, operator: Ope
     operator.stop()
     operator.start()
     time.sleep(3)  # the restarted operator has listed everything and reconciled it
-    assert (kube.get(ISVC, "settled") or {})["metadata"]["resourceVersion"] == before
+    after = kube.get(ISVC, "settled") or {}
+    assert after["metadata"]["resourceVersion"] == before, json.dumps(after.get("status"), indent=1)
     assert (kube.get(DEPLOYMENT, "settled") or {})["metadata"]["resourceVersion"] == deployment_before
 
 

@@ -142,17 +142,22 @@ def test_default_priorities_order_replicas_by_start_time_below_zero() -> None:
     assert default_priority(1.0) < 0
 
 
-class FakePeeringApi:
-    """The peering objects as the API server would return them; None is a 404."""
+class FakeApi:
+    """The peering objects as the API server would return them (None is a 404), and empty lists for the sync."""
 
     def __init__(self) -> None:
         self.objects: dict[str | None, dict[str, Any] | None] = {}
         self.fail: Exception | None = None
+        self.lists = 0
 
     async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
         if self.fail is not None:
             raise self.fail
         return self.objects.get(namespace)
+
+    async def list_objects(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        self.lists += 1
+        return []
 
 
 def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
@@ -160,8 +165,8 @@ def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
     from triton_operator.peering import Peering, PeeringGate
 
     async def scenario() -> None:
-        api = FakePeeringApi()
-        controller = Controller(kube=None)  # type: ignore[arg-type]  (no service, so no API call)
+        api = FakeApi()
+        controller = Controller(kube=api)  # type: ignore[arg-type]  (no service to reconcile: lists only)
         gate = PeeringGate(api, controller, Peering("p", (), ME, 5))
 
         api.objects[None] = None  # the object is missing: stand by, and say how to fix it
@@ -179,6 +184,7 @@ def test_the_gate_starts_and_stops_the_controller_with_the_standing() -> None:
         api.objects[None] = peering({"b": record(1)}, now())  # the peer is outranked now: work, starting with what was seen
         assert (await gate.check()).active
         assert controller.working
+        assert api.lists == 6  # the sync listed each watched kind before any reconcile
         kept = controller.store
 
         api.fail = ConnectionError("apiserver away")  # unreadable: the standing holds

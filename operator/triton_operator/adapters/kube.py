@@ -151,6 +151,13 @@ class KubeAdapter:
             serializer=_plain,
         )
 
+    async def list_objects(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace (None: all namespaces), as plain dicts."""
+        result = await self._run(
+            self._dynamic.get, self._resource(api_version, kind), namespace=namespace, label_selector=label_selector, serializer=_plain
+        )
+        return list(result.get("items") or [])
+
     async def list_nodes(self) -> list[dict[str, Any]]:
         """All nodes, as plain dicts (read only when pods cannot be scheduled)."""
         result = await self._run(self._dynamic.get, self._resource("v1", "Node"), serializer=_plain)

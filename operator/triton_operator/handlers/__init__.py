@@ -7,6 +7,7 @@ decides to write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -49,11 +50,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         workers=memo.get("workers", 8),
         defaults=memo.get("defaults", DEFAULTS),
         autoscale_interval=memo.get("autoscale_interval", DEFAULT_INTERVAL_SECONDS),
+        namespaces=memo.get("namespaces", ()),
     )
     memo["kube"] = kube
     memo["controller"] = controller
     if memo.get("peering") is None:
-        controller.start()
+        memo["starting"] = asyncio.create_task(controller.start_when_synced(), name="controller start")
     else:  # one of several replicas: work only while kopf's peering would let this one
         settings.peering.lifetime = memo.get("peering_lifetime", settings.peering.lifetime)
         memo["gate"] = PeeringGate(kube, controller, memo["peering"])
@@ -63,6 +65,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("starting") is not None:
+        memo["starting"].cancel()
+        await asyncio.gather(memo["starting"], return_exceptions=True)
     if memo.get("gate") is not None:
         await memo["gate"].stop()
     await memo["controller"].stop()
