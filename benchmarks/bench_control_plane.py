@@ -250,6 +250,15 @@ def add_bench_nodes(core: k8s.CoreV1Api, count: int) -> None:
         )
 
 
+def fresh_cluster(name: str) -> LocalCluster:
+    """A local cluster started from nothing (a kept one holds an earlier run's objects), the CRD installed."""
+    cluster = LocalCluster(name=name)
+    cluster.down()
+    cluster.up()
+    install_crds(cluster)
+    return cluster
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--services", type=int, default=1000)
@@ -258,10 +267,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    cluster = LocalCluster(name="bench")
-    cluster.down()
-    cluster.up()
-    install_crds(cluster)
+    cluster = fresh_cluster("bench")
     operator = OperatorProcess(cluster, cluster.logs_dir / "operator.log", free_ports(1)[0])
     operator.start()
     return run(cluster, operator, args)

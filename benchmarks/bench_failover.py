@@ -32,10 +32,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.bench_control_plane import GROUP, PLURAL, VERSION, add_bench_nodes, manifest, say
+from benchmarks.bench_control_plane import GROUP, PLURAL, VERSION, add_bench_nodes, fresh_cluster, manifest, say
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster.processes import free_ports
-from triton_operator.devmode import OperatorProcess, install_crds, kubectl
+from triton_operator.devmode import OperatorProcess, kubectl
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "failover.md"
@@ -110,12 +110,12 @@ class Run:
     def failover(self, leaving: OperatorProcess, sig: int, standby: OperatorProcess | None) -> tuple[dict[str, float], OperatorProcess]:
         """Signal the working replica, then time the next one: the standby, or (None) a standalone replica started
         once the old one has exited. Returns the numbers and that next replica."""
+        writes_before = metrics(standby).get("triton_operator_api_writes_total", 0.0) if standby else 0.0
         started = time.perf_counter()
         leaving.stop(sig)
         self.apps.delete_namespaced_deployment(PROBE, NAMESPACE)
         deleted = time.perf_counter()
         after = standby or self.replica(peering=False)
-        writes_before = metrics(after).get("triton_operator_api_writes_total", 0.0)
         working = wait_until("the next replica works", lambda: metrics(after).get("triton_operator_working") == 1.0)
         repaired = wait_until("the deleted Deployment repaired", self.probe_exists)
         caught_up = wait_until("every InferenceService reconciled", lambda: self.caught_up(after))
@@ -144,10 +144,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    cluster = LocalCluster(name="bench-failover")
-    cluster.down()
-    cluster.up()
-    install_crds(cluster)
+    cluster = fresh_cluster("bench-failover")
     kubectl(cluster, "apply", "-f", str(KOPF_CRDS))
     kubectl(cluster, "wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev")
     run = Run(cluster, args.services, args.lifetime)
