@@ -24,18 +24,17 @@ import signal
 import statistics
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.bench_control_plane import GROUP, PLURAL, VERSION, add_bench_nodes, fresh_cluster, manifest, say
 from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster.processes import free_ports
 from triton_operator.devmode import OperatorProcess, kubectl
+from triton_operator.testing.metrics import scrape_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "failover.md"
@@ -47,16 +46,7 @@ PROBE = "svc-0"
 
 def metrics(operator: OperatorProcess) -> dict[str, float]:
     """The operator's own metrics, each sample name summed over its labels; empty while it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=2) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return {}
-    sums: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
-    return sums
+    return scrape_sums(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=2) or {}
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float = 600) -> float:

@@ -47,6 +47,7 @@ from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster.processes import free_ports
 from triton_operator.policy.readiness_gate import GATE, GateCondition
 from triton_operator.resources.deployment import CONTAINER_NAME
+from triton_operator.testing.metrics import scrape_sums
 
 CRD_FILE = "inferenceservices.serving.triton-operator.dev.yaml"
 CRD_NAME = "inferenceservices.serving.triton-operator.dev"
@@ -643,12 +644,8 @@ def test_rbac_for_listed_namespaces_reaches_nothing_else(chart: Chart, admin: k8
 
 def metric(process: subprocess.Popen[bytes], name: str) -> float | None:
     """The sum of a metric's samples on the process's /metrics, or None while it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{flag(process, 'metrics-port')}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return None
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((f"{name} ", f"{name}{{")))
+    sums = scrape_sums(f"http://127.0.0.1:{flag(process, 'metrics-port')}/metrics")
+    return None if sums is None else sums.get(name, 0.0)
 
 
 def working(process: subprocess.Popen[bytes]) -> bool:

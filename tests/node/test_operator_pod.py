@@ -27,6 +27,7 @@ from triton_operator.devcluster import LocalCluster
 from triton_operator.devcluster import realnode as rn
 from triton_operator.devcluster.inference import infer_identity, infer_identity_once_routed
 from triton_operator.devmode import OperatorProcess
+from triton_operator.testing.metrics import scrape_sums
 
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
 
@@ -184,13 +185,7 @@ def test_the_chart_runs_the_operator_as_a_pod_that_serves_the_quickstart(kube: K
 def metrics_of(pod: dict[str, Any]) -> dict[str, float]:
     """The operator pod's own metrics (its pod IP, port 8080), summed per metric name; empty while it does not
     answer."""
-    text = http_text(f"http://{pod['status']['podIP']}:8080/metrics") or ""
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.split("{", 1)[0].split(" ", 1)[0], float(line.rsplit(" ", 1)[1])
-            samples[name] = samples.get(name, 0.0) + value
-    return samples
+    return scrape_sums(f"http://{pod['status']['podIP']}:8080/metrics") or {}
 
 
 def ready_operator_pods(chart: Chart, count: int) -> list[dict[str, Any]]:
