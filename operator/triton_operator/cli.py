@@ -40,14 +40,15 @@ def _run(args: argparse.Namespace) -> int:
     # one machine. (kopf's Identity is a NewType of str that kopf does not export.)
     identity = f"triton-operator@{socket.gethostname()}.{os.getpid()}"
     priority = args.priority if args.priority is not None else default_priority(time.time())
+    namespaces = tuple(args.namespace or ())
     memo = kopf.Memo(
         kubeconfig=args.kubeconfig,
         workers=args.workers,
         api_concurrency=args.api_concurrency,
         autoscale_interval=args.autoscale_interval,
         defaults=OperatorDefaults(triton_image=args.default_triton_image),
-        namespaces=tuple(args.namespace or ()),
-        peering=Peering(args.peering, tuple(args.namespace or ()), identity, priority) if args.peering else None,
+        namespaces=namespaces,
+        peering=Peering(args.peering, namespaces, identity, priority) if args.peering else None,
         peering_lifetime=args.peering_lifetime,
     )
     asyncio.run(
@@ -56,8 +57,8 @@ def _run(args: argparse.Namespace) -> int:
             peering_name=args.peering or None,
             priority=priority,
             identity=identity,  # type: ignore[arg-type]
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or (),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
             memo=memo,
         )

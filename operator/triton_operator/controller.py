@@ -16,11 +16,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from triton_operator.api.v1alpha1 import API_VERSION, KIND
 from triton_operator.autoscaler import DEFAULT_INTERVAL_SECONDS, Autoscaler, ScaleApi
+from triton_operator.complaints import Complaint
 from triton_operator.model_control import ModelControl
 from triton_operator.reconciler import Kube, Reconciler, RetryLater, now_rfc3339
 from triton_operator.resources.children import CHILD_KINDS, ChildKind
 from triton_operator.resources.meta import DEFAULTS, MANAGED_BY, OperatorDefaults
-from triton_operator.store import Key, Store, key_of, owner_key
+from triton_operator.store import POD, Key, Store, key_of, owner_key
 from triton_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ _MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 SYNCED = (
     (API_VERSION, KIND, None),
     *((kind.api_version, kind.kind, _MANAGED_SELECTOR) for kind in CHILD_KINDS),
-    ("v1", "Pod", _MANAGED_SELECTOR),
+    ("v1", POD, _MANAGED_SELECTOR),
 )
 
 
@@ -132,24 +133,23 @@ class Controller:
 
     async def start_when_synced(self, retry_seconds: float = 2.0) -> None:
         """``start``, tried again until the lists succeed (the API server away, a permission missing)."""
-        said = ""
+        complaint = Complaint(log)
         while True:
             try:
                 await self.start()
                 return
             except Exception as problem:
-                if str(problem) != said:
-                    log.warning("cannot list what the operator watches (%s); trying again every %.0f s", problem, retry_seconds)
-                    said = str(problem)
+                complaint.say(f"cannot list what the operator watches ({problem}); trying again every {retry_seconds:.0f} s")
                 await asyncio.sleep(retry_seconds)
 
     async def _sync(self) -> None:
         started = time.perf_counter()
+        lists = [(kind, api_version, selector, namespace) for api_version, kind, selector in SYNCED for namespace in self._namespaces or (None,)]
         self.store.dropped = set()
         try:
-            for api_version, kind, selector in SYNCED:
-                for namespace in self._namespaces or (None,):
-                    self.store.fill(kind, await self._kube.list_objects(api_version, kind, namespace, selector))
+            found = await asyncio.gather(*(self._kube.list_objects(v, k, ns, sel) for k, v, sel, ns in lists))
+            for (kind, *_), bodies in zip(lists, found, strict=True):
+                self.store.fill(kind, bodies)
         finally:
             self.store.dropped = None
         log.info("listed %d InferenceServices and their children and pods in %.2f s", len(self.store.services), time.perf_counter() - started)

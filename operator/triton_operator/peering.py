@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from triton_operator.complaints import Complaint
 from triton_operator.controller import Controller
 from triton_operator.policy.peering import Standing, standing
 
@@ -58,17 +59,15 @@ class PeeringGate:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
-        said = ""  # the last problem logged: an API server that stays away is said once, not every second
+        complaint = Complaint(log)
         while True:
             try:
                 await self.check()
-                said = ""
+                complaint.clear()
             except asyncio.CancelledError:
                 raise
-            except Exception as problem:  # the API server may be away; the standing holds until it answers
-                if str(problem) != said:
-                    log.warning("cannot read the peering objects (%s); standing unchanged: %s", problem, self.standing.reason)
-                    said = str(problem)
+            except Exception as problem:  # the API server away, a list refused: tried again at the next check
+                complaint.say(f"{problem}; trying again every {self.interval:.0f} s ({self.standing.reason})")
             await asyncio.sleep(self.interval)
 
     async def _read(self) -> dict[str, dict[str, Any] | None]:

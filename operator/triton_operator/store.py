@@ -15,6 +15,8 @@ from triton_operator.resources.children import CHILD_KINDS, DEPLOYMENT, ChildKin
 from triton_operator.resources.meta import INSTANCE_LABEL
 
 Key = tuple[str, str]  # (namespace, name) of an InferenceService
+#: The kind name ``fill`` and the deletion records use for pods (children use their ChildKind's, services KIND).
+POD = "Pod"
 
 
 def key_of(body: dict[str, Any]) -> Key:
@@ -159,7 +161,7 @@ class Store:
     def drop_pod(self, owner: Key, body: dict[str, Any]) -> None:
         pods = self.pods.get(owner, {})
         name = (body.get("metadata") or {}).get("name", "")
-        self._note_drop("Pod", owner, name)
+        self._note_drop(POD, owner, name)
         pods.pop(name, None)
         if not pods:
             self.pods.pop(owner, None)
@@ -171,7 +173,7 @@ class Store:
             self.dropped.add((kind, key, name))
 
     def fill(self, kind: str, bodies: list[dict[str, Any]]) -> None:
-        """Add the listed objects of a kind (``KIND``, a child kind's name, or ``Pod``) that the watches have not
+        """Add the listed objects of a kind (``KIND``, a child kind's name, or ``POD``) that the watches have not
         delivered yet. What the watches delivered is as new or newer, and what they reported deleted since the sync
         began stays deleted."""
         dropped = self.dropped or set()
@@ -180,7 +182,7 @@ class Store:
             if kind == KIND:
                 if key not in self.services and (kind, key, "") not in dropped:
                     self.put_service(body)
-            elif kind == "Pod":
+            elif kind == POD:
                 owner = owner_key(body)
                 if owner is not None and key[1] not in self.pods.get(owner, {}) and (kind, owner, key[1]) not in dropped:
                     self.put_pod(owner, body)
