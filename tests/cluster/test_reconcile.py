@@ -25,8 +25,11 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 
 def ready(kube: Kube, name: str) -> dict[str, Any] | None:
+    """The status once its Ready condition is True, judged on that same read (a second read could be newer than
+    the status returned: Degraded on the way, Ready just after)."""
     status = kube.status(name)
-    return status if kube.condition(name, "Ready").get("status") == "True" else None
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return status if conditions.get("Ready") == "True" else None
 
 
 def pods_of(kube: Kube, name: str) -> list[dict[str, Any]]:
